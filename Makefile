@@ -1,0 +1,31 @@
+# palmbook: one command per job. Everything installs into ./.venv, so a fresh clone needs only python3 and make.
+#   make book     install, then build the book into _build/html (the main job)
+#   make test     install, then run the whole test suite (what CI runs through .ci/run)
+#   make execute  re-execute every chapter (profile cpu) and save outputs + widget state into the notebooks
+#   make lint     ruff
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+# A CPU build of torch installs in seconds on the project's machines; elsewhere any torch >= 2.4 works
+# (set TORCH=torch to let pip choose, e.g. a CUDA build).
+TORCH   ?= torch==2.13.0
+PROFILE ?= cpu
+
+.PHONY: book test execute lint clean
+
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check palmbook tests
+
+clean:
+	rm -rf _build .pytest_cache

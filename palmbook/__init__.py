@@ -1,0 +1,22 @@
+"""palmbook: PaLM (Pathways Language Model), built chapter by chapter, as a book and a PyTorch package.
+
+The public API lives here and only here; everything else is an implementation detail.
+"""
+
+__version__ = "0.1.0"
+
+from .config import PaLMConfig
+from .generate import generate
+from .loss import LMLoss, lm_loss, perplexity
+from .model import KVCache, PaLM
+
+__all__ = [
+    "KVCache",
+    "LMLoss",
+    "PaLM",
+    "PaLMConfig",
+    "__version__",
+    "generate",
+    "lm_loss",
+    "perplexity",
+]

@@ -1,0 +1,111 @@
+"""Sampling from a PaLM: greedy, temperature, top-k and top-p, decoding on a preallocated KV cache.
+
+Generation has two phases. *Prefill* runs the whole prompt once, filling the cache with the prompt's keys and
+values. *Decode* then feeds one token at a time: each step computes keys/values for the new position only and
+attends over the cache. With multi-query attention the cache holds one key head and one value head per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["generate", "sample_next", "filter_logits"]
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Mask (to -inf) the logits that top-k and/or nucleus (top-p) sampling exclude. logits: (B, V).
+
+    top-k keeps the k largest; top-p keeps the smallest set of most likely tokens whose probabilities sum to at
+    least p (the most likely token is always kept).
+    """
+    if top_k is not None:
+        k = min(top_k, logits.shape[-1])
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p  # mass before this token already reaches p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick one token per row of logits (B, V) -> (B,). temperature 0 means greedy (argmax)."""
+    if temperature == 0.0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative integer; got {max_new_tokens!r}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None; got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None; got {top_p!r}")
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    idx: Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop_token: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> Tensor:
+    """Continue every prompt in idx (B, T) -> (B, T + n), n <= max_new_tokens.
+
+    Prompts in a batch share one length (no padding, so positions and RoPE stay exact). Generation stops early
+    once every row has produced ``stop_token``; rows that stopped are filled with ``stop_token``. Sampling is
+    reproducible with ``seed`` (or your own ``generator``). The model must fit T + max_new_tokens positions:
+    asking for more raises a ValueError instead of silently sliding a window.
+    """
+    _check_sampling(max_new_tokens, temperature, top_k, top_p)
+    model._check_input(idx, 0)
+    B, T = idx.shape
+    limit = model.config.max_seq_len
+    if T + max_new_tokens > limit:
+        raise ValueError(
+            f"prompt length {T} + max_new_tokens {max_new_tokens} = {T + max_new_tokens} exceeds max_seq_len="
+            f"{limit}: shorten the prompt or ask for at most {limit - T} new tokens"
+        )
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=idx.device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        out = torch.empty(B, T + max_new_tokens, dtype=idx.dtype, device=idx.device)
+        out[:, :T] = idx
+        cache = model.new_kv_cache(B, T + max_new_tokens)
+        h = model.hidden(idx, kv_cache=cache, start_pos=0)[:, -1]  # prefill: only the last position is needed
+        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        n = 0
+        for n in range(1, max_new_tokens + 1):
+            nxt = sample_next(model.logits(h), temperature, top_k, top_p, generator)
+            if stop_token is not None:
+                nxt = nxt.masked_fill(done, stop_token)
+                done |= nxt == stop_token
+            out[:, T + n - 1] = nxt
+            if n == max_new_tokens or (stop_token is not None and bool(done.all())):
+                break
+            h = model.hidden(nxt[:, None], kv_cache=cache, start_pos=T + n - 1)[:, -1]
+        return out[:, : T + n]
+    finally:
+        model.train(was_training)
