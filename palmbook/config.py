@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PaLMConfig", "PRESETS"]
+__all__ = ["PRESETS", "PaLMConfig"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class PaLMConfig:
         if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
             raise ValueError(f"norm_eps must be in (0, 1), e.g. 1e-5; got {self.norm_eps!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1): 0.0 for pre-training, 0.1 for fine-tuning; got {self.dropout!r}")
+            raise ValueError(
+                f"dropout must be in [0, 1): 0.0 for pre-training, 0.1 for fine-tuning; got {self.dropout!r}"
+            )
 
     # ------------------------------------------------------------------ derived sizes
     @property

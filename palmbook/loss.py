@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["lm_loss", "LMLoss", "perplexity"]
+__all__ = ["LMLoss", "lm_loss", "perplexity"]
 
 
 class LMLoss(NamedTuple):

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .config import PaLMConfig
 from .io import atomic_write, load_safetensors
 
-__all__ = ["PaLM", "ParallelBlock", "LayerNorm", "KVCache", "rope_tables", "apply_rope"]
+__all__ = ["KVCache", "LayerNorm", "PaLM", "ParallelBlock", "apply_rope", "rope_tables"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -141,7 +141,6 @@ class ParallelBlock(nn.Module):
         self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0
     ) -> Tensor:
         """x: (B, T, d) at positions pos..pos+T-1; cos, sin: (T, h) for those positions. Returns (B, T, d)."""
-        B, T, _ = x.shape
         q, k, v, gate, up = self.project(x, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v, pos)
@@ -257,7 +256,9 @@ class PaLM(nn.Module):
     def _check_input(self, idx: Any, start_pos: int) -> None:
         """One clear error for each way an input can be wrong, instead of a shape error deep inside."""
         if not isinstance(idx, Tensor):
-            raise TypeError(f"idx must be a torch.Tensor of token ids with shape (batch, seq); got {type(idx).__name__}")
+            raise TypeError(
+                f"idx must be a torch.Tensor of token ids with shape (batch, seq); got {type(idx).__name__}"
+            )
         if idx.dtype not in (torch.long, torch.int32):
             raise TypeError(f"idx must hold integer token ids (torch.long); got dtype {idx.dtype}: use idx.long()")
         if idx.dim() != 2:
