@@ -1,0 +1,48 @@
+"""Models that ship inside the package, loadable offline with one call.
+
+    model, tokenizer = palmbook.pretrained("shakespeare-small")
+
+Each lives in ``palmbook/pretrained/<name>/``: ``model.safetensors`` + ``config.json`` (as written by
+``PaLM.save_pretrained``), ``tokenizer.model`` (SentencePiece), and the record of how it was made:
+``TRAINING.md`` (the exact command, data, CPU time, final metrics) and ``metrics.jsonl`` (the training log).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .model import PaLM
+
+__all__ = ["pretrained", "pretrained_dir", "available_pretrained"]
+
+_ROOT = Path(__file__).parent / "pretrained"
+
+
+def available_pretrained() -> list[str]:
+    """Names of the models shipped with this installation."""
+    if not _ROOT.is_dir():
+        return []
+    return sorted(p.name for p in _ROOT.iterdir() if (p / "model.safetensors").is_file())
+
+
+def pretrained_dir(name: str = "shakespeare-small") -> Path:
+    """The directory holding a shipped model's files."""
+    path = _ROOT / name
+    if not (path / "model.safetensors").is_file():
+        have = available_pretrained()
+        raise FileNotFoundError(
+            f"no shipped model named {name!r}; available: {have or 'none in this installation'}. "
+            "Train one with `palmbook train` and load it with PaLM.from_pretrained(<dir>)"
+        )
+    return path
+
+
+def pretrained(name: str = "shakespeare-small", device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+    """Load a shipped model and its tokenizer: ``(PaLM, Tokenizer)``, in eval mode, offline."""
+    from .tokenizer import Tokenizer
+
+    path = pretrained_dir(name)
+    model = PaLM.from_pretrained(path, device=device, dtype=dtype)
+    return model, Tokenizer.load(path / "tokenizer.model")
