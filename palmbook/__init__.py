@@ -9,6 +9,7 @@ from .config import PaLMConfig
 from .generate import generate
 from .loss import LMLoss, lm_loss, perplexity
 from .model import KVCache, PaLM
+from .pretrained import available_pretrained, pretrained
 
 __all__ = [
     "KVCache",
@@ -16,7 +17,9 @@ __all__ = [
     "PaLM",
     "PaLMConfig",
     "__version__",
+    "available_pretrained",
     "generate",
     "lm_loss",
     "perplexity",
+    "pretrained",
 ]

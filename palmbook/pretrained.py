@@ -15,7 +15,7 @@ import torch
 
 from .model import PaLM
 
-__all__ = ["pretrained", "pretrained_dir", "available_pretrained"]
+__all__ = ["available_pretrained", "pretrained", "pretrained_dir"]
 
 _ROOT = Path(__file__).parent / "pretrained"
 
