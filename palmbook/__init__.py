@@ -10,16 +10,19 @@ from .generate import generate
 from .loss import LMLoss, lm_loss, perplexity
 from .model import KVCache, PaLM
 from .pretrained import available_pretrained, pretrained
+from .profiles import Profile, profile
 
 __all__ = [
     "KVCache",
     "LMLoss",
     "PaLM",
     "PaLMConfig",
+    "Profile",
     "__version__",
     "available_pretrained",
     "generate",
     "lm_loss",
     "perplexity",
     "pretrained",
+    "profile",
 ]

@@ -1,0 +1,118 @@
+"""The one call a chapter's first code cell makes: ``from palmbook.book import setup; P = setup()``.
+
+:func:`setup` prepares a notebook for the book, the same way in Jupyter, in Colab and under the tests:
+
+* plotly figures render as ``plotly_mimetype+palmbook``: the mimetype part is what JupyterLab and VS Code draw,
+  the ``palmbook`` part is a ``text/html`` div *without* plotly.js, which the static book draws with the one copy
+  of plotly.min.js each page loads from the site (myst-nb ignores plotly's own mimetype, so without this the
+  figures would vanish from the book). In Colab the renderer is left alone: Colab's own one must stay.
+* ``torch``, ``numpy`` and ``random`` are seeded, so a chapter gives the same numbers on every run;
+* the run profile (``PALMBOOK_PROFILE`` = smoke / cpu / gpu) and its device are picked and printed with the versions.
+
+It installs nothing: in Colab the chapter's hidden first cell installs palmbook before this runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import random
+import sys
+
+import numpy as np
+import plotly
+import plotly.io as pio
+import torch
+from plotly.io.base_renderers import MimetypeRenderer
+
+from . import __version__
+from .profiles import ENV_PROFILE, Profile, profile
+
+__all__ = ["BOOK_RENDERER", "in_colab", "seed_everything", "setup", "use_book_renderer"]
+
+RENDERER_NAME = "palmbook"
+BOOK_RENDERER = f"plotly_mimetype+{RENDERER_NAME}"
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
+    return "google.colab" in sys.modules
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def use_book_renderer() -> str:
+    """Register the ``palmbook`` plotly renderer and make ``plotly_mimetype+palmbook`` the default.
+
+    Returns the name of the default renderer. Safe to call more than once.
+    """
+    if RENDERER_NAME not in pio.renderers:
+        pio.renderers[RENDERER_NAME] = _BookHtmlRenderer()
+    pio.renderers.default = BOOK_RENDERER
+    pio.templates.default = "plotly_white"
+    return pio.renderers.default
+
+
+def setup(name: str | None = None, *, seed: int | None = None, verbose: bool = True) -> Profile:
+    """Prepare a chapter: plotly renderer, seeds, profile and device; print what was chosen.
+
+    Args:
+        name: profile name (``"smoke"``, ``"cpu"``, ``"gpu"``); ``None`` reads ``$PALMBOOK_PROFILE``
+            (default: ``gpu`` with CUDA, else ``cpu``).
+        seed: overrides the profile's seed (0).
+        verbose: print versions, device and profile (chapters keep this on so every run says what it ran).
+
+    Returns:
+        The :class:`~palmbook.profiles.Profile` the chapter reads its sizes from.
+    """
+    prof = profile(name)
+    if seed is not None:
+        prof = dataclasses.replace(prof, seed=seed)
+    if not in_colab():
+        use_book_renderer()
+    seed_everything(prof.seed)
+    if verbose:
+        print(_summary(prof))
+    return prof
+
+
+def _summary(prof: Profile) -> str:
+    if prof.device.startswith("cuda") and torch.cuda.is_available():
+        where = f"{prof.device} ({torch.cuda.get_device_name(torch.device(prof.device))})"
+    else:
+        where = f"{prof.device} ({torch.get_num_threads()} threads)"
+    return (
+        f"palmbook {__version__} | torch {torch.__version__} | plotly {plotly.__version__} | "
+        f"Python {platform.python_version()}\n"
+        f"device {where} | {prof}\n"
+        f"(set {ENV_PROFILE}=smoke|cpu|gpu before starting the kernel to change the profile)"
+    )
+
+
+class _BookHtmlRenderer(MimetypeRenderer):
+    """A ``text/html`` bundle holding the figure's div and its ``Plotly.newPlot`` call, but not plotly.js.
+
+    The div ids count up (``palmbook-fig-1``, ...) instead of plotly's random UUIDs, so re-executing a notebook
+    does not rewrite every figure's output in the diff.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
+        self.count += 1
+        html = pio.to_html(
+            fig_dict,
+            full_html=False,
+            include_plotlyjs=False,  # the book loads plotly.min.js once per page, from the site
+            include_mathjax=False,  # the book already runs MathJax 3; plotly's option would add a CDN script
+            validate=False,
+            div_id=f"palmbook-fig-{self.count}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        return {"text/html": html}

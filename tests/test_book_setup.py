@@ -1,0 +1,119 @@
+"""palmbook.book.setup() and palmbook.profile(): what every chapter's first code cell relies on."""
+
+from __future__ import annotations
+
+import random
+import sys
+import types
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+import torch
+
+import palmbook
+from palmbook.book import BOOK_RENDERER, setup, use_book_renderer
+from palmbook.profiles import PROFILES
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("PALMBOOK_PROFILE", raising=False)
+    monkeypatch.delenv("PALMBOOK_DEVICE", raising=False)
+    old = pio.renderers.default
+    yield monkeypatch
+    pio.renderers.default = old
+
+
+def test_default_profile_is_gpu_with_cuda_and_cpu_without(clean_env):
+    clean_env.setattr(torch.cuda, "is_available", lambda: False)
+    assert palmbook.profile().name == "cpu"
+    assert palmbook.profile().device == "cpu"
+    clean_env.setattr(torch.cuda, "is_available", lambda: True)
+    assert palmbook.profile().name == "gpu"
+    assert palmbook.profile().device == "cuda"
+
+
+def test_env_variable_picks_the_profile_and_smoke_stays_on_cpu(clean_env):
+    clean_env.setattr(torch.cuda, "is_available", lambda: True)
+    clean_env.setenv("PALMBOOK_PROFILE", "Smoke")
+    p = palmbook.profile()
+    assert (p.name, p.device) == ("smoke", "cpu")  # smoke results must not depend on the machine
+
+
+def test_device_override_and_bad_device(clean_env):
+    clean_env.setenv("PALMBOOK_DEVICE", "cpu")
+    assert palmbook.profile("gpu").device == "cpu"
+    clean_env.setenv("PALMBOOK_DEVICE", "tpu-please")
+    with pytest.raises(ValueError, match="PALMBOOK_DEVICE"):
+        palmbook.profile("cpu")
+
+
+def test_unknown_profile_names_the_valid_ones(clean_env):
+    clean_env.setenv("PALMBOOK_PROFILE", "fast")
+    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+        palmbook.profile()
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profile_sequence_length_fits_its_model(name):
+    p = palmbook.profile(name)
+    assert 0 < p.seq_len <= p.config().max_seq_len
+    assert p.tokens_per_step == p.batch_size * p.seq_len
+
+
+def test_profiles_grow_from_smoke_to_cpu_to_gpu():
+    s, c, g = (palmbook.profile(n) for n in ("smoke", "cpu", "gpu"))
+    for knob in ("train_steps", "eval_batches", "n_samples", "max_new_tokens"):
+        assert getattr(s, knob) < getattr(c, knob) < getattr(g, knob), knob
+    assert s.tokens_per_step < c.tokens_per_step < g.tokens_per_step
+    assert s.config().num_parameters() < c.config().num_parameters() < g.config().num_parameters()
+
+
+def test_profile_is_frozen():
+    with pytest.raises(AttributeError):
+        palmbook.profile("smoke").train_steps = 10**6
+
+
+def test_setup_seeds_torch_numpy_and_random(clean_env):
+    def draw():
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()
+
+    setup("smoke", verbose=False)
+    first = draw()
+    setup("smoke", verbose=False)
+    assert draw() == first
+    setup("smoke", seed=1, verbose=False)
+    assert draw() != first
+
+
+def test_setup_prints_versions_device_and_profile(clean_env, capsys):
+    p = setup("smoke")
+    out = capsys.readouterr().out
+    for needle in (palmbook.__version__, torch.__version__, "device cpu", "'smoke'", p.preset):
+        assert needle in out
+
+
+def test_setup_selects_the_book_renderer_outside_colab(clean_env):
+    pio.renderers.default = "json"
+    setup("smoke", verbose=False)
+    assert pio.renderers.default == BOOK_RENDERER
+
+
+def test_setup_leaves_colabs_renderer_alone(clean_env):
+    pio.renderers.default = "colab"
+    clean_env.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    setup("smoke", verbose=False)
+    assert pio.renderers.default == "colab"
+
+
+def test_book_renderer_emits_html_without_plotlyjs_or_any_url(clean_env):
+    use_book_renderer()
+    fig = go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2]))
+    bundle = fig._repr_mimebundle_()  # what IPython asks a figure for when it displays it
+    assert "application/vnd.plotly.v1+json" in bundle  # JupyterLab / VS Code draw this one
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and 'id="palmbook-fig-' in html
+    assert len(html) < 20_000  # plotly.js (4.8 MB) is not inlined: the page loads it once
+    assert "http" not in html  # no CDN script, no MathJax URL
