@@ -1,0 +1,202 @@
+"""Parameter and FLOP counts, model FLOPs utilisation and training memory (PaLM §4.1 and Appendix B).
+
+Appendix B counts the FLOPs of one training token (forward + backward) as
+
+    FLOPs per token = 6 N + 12 L H Q T
+
+N parameters, L layers, H heads, Q head size, T sequence length. 6N: each weight does one multiply-add (2 FLOPs)
+per token forward and twice that backward. 12 L H Q T: the attention scores QK^T and the weighted sum over values,
+which have no weights and grow with the context. The paper's Table 22 (0.0550 / 0.388 / 3.28 TFLOPs per token
+for 8B / 62B / 540B) is reproduced with N = the FULL parameter count of Table 1, the 256k x d_model embedding
+included (without it 8B would give 0.0487). :func:`flops_per_token` therefore takes the Table 1 count.
+
+Model FLOPs utilisation (MFU) = tokens/s x FLOPs per token / peak FLOP/s: the fraction of the hardware's peak
+that goes into the model's own arithmetic. Rematerialisation (recomputing activations in the backward pass) is
+work the hardware does but the model does not need, so MFU leaves it out (hardware FLOPs utilisation counts it).
+PaLM 540B: 238.3k tokens/s on 6144 TPU v4 chips of 275 TFLOP/s (bf16) -> 46.2% (45.7% without attention FLOPs).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from .config import PaLMConfig
+
+__all__ = [
+    "PEAK_FLOPS",
+    "MatmulPeak",
+    "MemoryEstimate",
+    "flops_per_token",
+    "measure_matmul_peak",
+    "memory_estimate",
+    "mfu",
+    "peak_flops_for",
+    "training_time",
+]
+
+
+def flops_per_token(
+    config: PaLMConfig, seq_len: int | None = None, attention: bool = True, n_params: int | None = None
+) -> float:
+    """Training FLOPs per token, forward + backward: 6 N + 12 L H Q T (Appendix B).
+
+    Args:
+        config: the model's shape (L = n_layers, H = n_heads, Q = head_dim).
+        seq_len: T; defaults to ``config.max_seq_len`` (2048 in the paper).
+        attention: include the 12 L H Q T attention term (False gives the 6N approximation).
+        n_params: N; defaults to the Table 1 count: dense kernels + the shared embedding, without the LayerNorm
+            scales (``config.num_parameters(include_norms=False)``); this N reproduces Table 22.
+    """
+    T = config.max_seq_len if seq_len is None else seq_len
+    N = config.num_parameters(include_norms=False) if n_params is None else n_params
+    flops = 6.0 * N
+    if attention:
+        flops += 12.0 * config.n_layers * config.n_heads * config.head_dim * T
+    return flops
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation in [0, 1]: tokens/s x FLOPs per token / peak FLOP/s (all devices together).
+
+    ``peak_flops`` is the summed peak of every chip, e.g. 6144 x 275e12 for PaLM 540B's TPU v4 pods.
+    """
+    if peak_flops <= 0:
+        raise ValueError(f"peak_flops must be > 0 (FLOP/s of all devices together); got {peak_flops!r}")
+    return tokens_per_second * flops_per_token / peak_flops
+
+
+# Dense (no sparsity) peak of the 16-bit matrix units, from the vendors' data sheets, in FLOP/s per chip.
+# MFU is quoted against this number; fp32 work reaches far less.
+PEAK_FLOPS: dict[str, float] = {
+    "TPU v4": 275e12,  # PaLM §4.1
+    "A100": 312e12,
+    "H100": 989e12,  # SXM; the PCIe card is lower (756e12)
+    "H200": 989e12,
+    "V100": 125e12,
+    "T4": 65e12,
+    "L4": 121e12,
+}
+
+
+def peak_flops_for(device_name: str) -> float | None:
+    """Look a device name (e.g. ``torch.cuda.get_device_name()``) up in :data:`PEAK_FLOPS`; None if unknown."""
+    name = device_name.upper()
+    if "H100" in name and "PCIE" in name:
+        return 756e12
+    for key, value in PEAK_FLOPS.items():
+        if key.upper() in name:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------------------------- memory
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes needed to train a model (see :func:`memory_estimate`). ``activations_per_token`` scales with the
+    number of tokens a device holds at once (micro-batch x sequence length)."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations_per_token: int
+
+    def static(self) -> int:
+        """Weights + gradients + optimiser state: the part independent of the batch."""
+        return self.weights + self.gradients + self.optimizer
+
+    def total(self, tokens: int) -> int:
+        """Everything, for ``tokens`` tokens in flight (micro_batch_size * seq_len)."""
+        return self.static() + self.activations_per_token * tokens
+
+
+def memory_estimate(
+    config: PaLMConfig,
+    optimizer: str = "adamw",
+    weight_bytes: int = 4,
+    activation_bytes: int = 2,
+    rematerialize: bool = False,
+) -> MemoryEstimate:
+    """An estimate of training memory, before any sharding (divide the static part by the FSDP world size).
+
+    - weights: N x ``weight_bytes`` (fp32 master weights by default); gradients the same.
+    - optimiser: two float32 moments per parameter for both ``"adamw"`` and ``"palm"`` (PaLM's optimiser is
+      Adafactor *without* factorisation, so it keeps a full second moment too).
+    - activations per token: the tensors a parallel block saves for its backward pass, assuming an
+      attention kernel that never stores the T x T matrix (flash attention): the block input and its
+      normalised copy (2d), the fused projection output (H*Q + 2Q + 2 d_ff), the attention output (H*Q) and
+      the SwiGLU product (d_ff), in ``activation_bytes`` each (2 under bf16 autocast); plus the float32 logits
+      (V) and their softmax (V) for the loss. With ``rematerialize=True`` only each block's input is kept
+      (PaLM rematerialises, §4.1), and one block's worth is recomputed at a time.
+    """
+    if optimizer not in ("adamw", "palm"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'adamw' or 'palm'")
+    c = config
+    n = c.num_parameters()
+    per_block = 2 * c.d_model + c.fused_dim + c.n_heads * c.head_dim + c.d_ff
+    # rematerialising keeps each block's input and recomputes one block at a time
+    acts = c.n_layers * c.d_model + per_block if rematerialize else c.n_layers * per_block
+    per_token = acts * activation_bytes + 2 * c.vocab_size * 4
+    return MemoryEstimate(
+        weights=n * weight_bytes,
+        gradients=n * weight_bytes,
+        optimizer=2 * n * 4,
+        activations_per_token=per_token,
+    )
+
+
+# --------------------------------------------------------------------------------------------- measured peak
+class MatmulPeak(NamedTuple):
+    """What :func:`measure_matmul_peak` saw: FLOP/s of the best and the median timing, and every sample."""
+
+    best: float
+    median: float
+    samples: list[float]
+    n: int
+    dtype: str
+    device: str
+
+
+def measure_matmul_peak(
+    n: int = 2048,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    repeats: int = 10,
+    warmup: int = 2,
+) -> MatmulPeak:
+    """Time ``repeats`` (n x n) @ (n x n) products on ``device`` (default: CUDA if present, else CPU).
+
+    Each product is 2 n^3 FLOPs. ``best`` is the practical peak to quote MFU against when no data-sheet
+    number exists (a CPU); ``median`` and ``samples`` show how noisy the machine is.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    for _ in range(warmup):
+        a @ b
+    sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        samples.append(2 * n**3 / max(time.perf_counter() - start, 1e-12))
+    return MatmulPeak(max(samples), statistics.median(samples), samples, n, str(dtype).split(".")[-1], str(device))
+
+
+def training_time(total_tokens: float, flops_per_token: float, peak_flops: float, mfu: float) -> float:
+    """Seconds to train on ``total_tokens`` at a given MFU: tokens x FLOPs/token / (peak x MFU)."""
+    return total_tokens * flops_per_token / (peak_flops * mfu)

@@ -1,0 +1,59 @@
+"""FLOP counts and MFU against the paper's Appendix B / Table 22."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from palmbook import PaLM, PaLMConfig
+from palmbook.flops import flops_per_token, measure_matmul_peak, memory_estimate, mfu, peak_flops_for
+
+
+@pytest.mark.parametrize(("preset", "tflops"), [("palm-8b", 0.0550), ("palm-62b", 0.388), ("palm-540b", 3.28)])
+def test_flops_per_token_reproduces_table_22(preset, tflops):
+    cfg = PaLMConfig.preset(preset)
+    assert round(flops_per_token(cfg) / 1e12, 4 if tflops < 0.1 else 3 if tflops < 1 else 2) == tflops
+
+
+def test_table_22_needs_the_embedding_in_n():
+    cfg = PaLMConfig.preset("palm-8b")
+    without_embedding = cfg.num_parameters(include_norms=False) - cfg.vocab_size * cfg.d_model
+    assert round(flops_per_token(cfg, n_params=without_embedding) / 1e12, 4) != 0.0550
+
+
+def test_flops_formula_is_6n_plus_12_lhqt():
+    cfg = PaLMConfig.preset("palm-tiny")
+    n = cfg.num_parameters(include_norms=False)
+    assert flops_per_token(cfg, seq_len=100) == 6 * n + 12 * 2 * 4 * 16 * 100
+    assert flops_per_token(cfg, attention=False) == 6 * n
+
+
+def test_mfu_of_palm_540b_is_46_2_percent():
+    cfg = PaLMConfig.preset("palm-540b")
+    peak = 6144 * 275e12
+    assert round(mfu(238.3e3, flops_per_token(cfg), peak), 3) == 0.462
+    assert round(mfu(238.3e3, flops_per_token(cfg, attention=False), peak), 3) == 0.457
+
+
+def test_memory_estimate_counts_two_fp32_moments_and_grows_with_tokens():
+    cfg = PaLMConfig.preset("palm-tiny")
+    est = memory_estimate(cfg, optimizer="palm")
+    n = PaLM(cfg).num_parameters()
+    assert est.weights == 4 * n and est.gradients == 4 * n and est.optimizer == 8 * n
+    assert est.total(256) - est.total(128) == 128 * est.activations_per_token
+    assert memory_estimate(cfg, rematerialize=True).activations_per_token < est.activations_per_token
+
+
+def test_matmul_peak_is_measured_in_flops_per_second():
+    peak = measure_matmul_peak(n=128, repeats=3, warmup=1, device="cpu")
+    assert len(peak.samples) == 3 and peak.best == max(peak.samples) and peak.best >= peak.median > 0
+    assert peak.device == "cpu" and peak.dtype == "float32"
+    # 2 n^3 FLOPs in a positive time: a CPU lands between a megaflop and a petaflop per second
+    assert 1e6 < peak.best < 1e15
+    assert torch.get_num_threads() >= 1
+
+
+def test_peak_lookup_knows_data_center_gpus():
+    assert peak_flops_for("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops_for("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops_for("Intel Xeon") is None
