@@ -144,11 +144,14 @@ def rope_rotation_figure(
     return fig
 
 
-def attention_map_figure(maps: Tensor, tokens: Sequence[str], title: str | None = None) -> go.Figure:
+def attention_map_figure(
+    maps: Tensor, tokens: Sequence[str], title: str | None = None, layer: int = 0, head: int = 0
+) -> go.Figure:
     """Attention weights of every layer and head, with a layer slider and a head slider (no kernel needed).
 
     maps: (n_layers, n_heads, T, T), row = query position, column = key position (e.g. one sequence of
-    ``model.attention_maps(idx)[:, 0]``); tokens: the T token strings, used as axis labels.
+    ``model.attention_maps(idx)[:, 0]``); tokens: the T token strings, used as axis labels; layer, head: the
+    map shown first.
 
     How two sliders work on a static page: all maps are tiled into ONE heatmap, layers down and heads across.
     The layer slider only moves the y-axis window and the head slider only the x-axis window, so each keeps
@@ -160,6 +163,8 @@ def attention_map_figure(maps: Tensor, tokens: Sequence[str], title: str | None 
     L, H, T, _ = maps.shape
     if len(tokens) != T:
         raise ValueError(f"need one token label per position: maps have T={T}, got {len(tokens)} tokens")
+    if not (0 <= layer < L and 0 <= head < H):
+        raise ValueError(f"layer must be in 0..{L - 1} and head in 0..{H - 1}; got layer={layer}, head={head}")
     visible = torch.ones(T, T, dtype=torch.bool).tril()
     tiles = maps.masked_fill(~visible, float("nan")).permute(0, 2, 1, 3).reshape(L * T, H * T)
     z = [[None if v != v else round(v, 4) for v in row] for row in tiles.tolist()]  # NaN -> blank cell
@@ -184,7 +189,7 @@ def attention_map_figure(maps: Tensor, tokens: Sequence[str], title: str | None 
     fig.update_layout(
         title=title or "Attention weights (row: query token, column: the key token it looks at)",
         xaxis=dict(
-            range=window(0),
+            range=window(head),
             tickvals=list(range(H * T)),
             ticktext=labels * H,
             tickangle=-60,
@@ -192,15 +197,31 @@ def attention_map_figure(maps: Tensor, tokens: Sequence[str], title: str | None 
             constrain="domain",
         ),
         yaxis=dict(
-            range=window(0)[::-1],
+            range=window(layer)[::-1],
             tickvals=list(range(L * T)),
             ticktext=labels * L,
             title="query token",
             scaleanchor="x",
         ),
         sliders=[
-            dict(steps=layer_steps, currentvalue=dict(prefix="layer "), y=-0.18, len=0.45, x=0, pad=dict(t=30)),
-            dict(steps=head_steps, currentvalue=dict(prefix="head "), y=-0.18, len=0.45, x=0.55, pad=dict(t=30)),
+            dict(
+                active=layer,
+                steps=layer_steps,
+                currentvalue=dict(prefix="layer "),
+                y=-0.18,
+                len=0.45,
+                x=0,
+                pad=dict(t=30),
+            ),
+            dict(
+                active=head,
+                steps=head_steps,
+                currentvalue=dict(prefix="head "),
+                y=-0.18,
+                len=0.45,
+                x=0.55,
+                pad=dict(t=30),
+            ),
         ],
         height=640,
         margin=dict(b=160),

@@ -68,3 +68,13 @@ def test_attention_map_figure_refuses_wrong_shapes():
         attention_map_figure(torch.rand(2, 1, 3, 4, 4), list("abcd"))
     with pytest.raises(ValueError, match="one token label per position"):
         attention_map_figure(torch.rand(1, 1, 4, 4), list("abc"))
+
+
+def test_attention_map_figure_opens_on_the_requested_layer_and_head():
+    L, H, T = 3, 4, 6
+    fig = attention_map_figure(torch.rand(L, H, T, T), list("abcdef"), layer=2, head=3)
+    assert fig.layout.sliders[0].active == 2 and fig.layout.sliders[1].active == 3
+    assert tuple(fig.layout.yaxis.range) == (3 * T - 0.5, 2 * T - 0.5)
+    assert tuple(fig.layout.xaxis.range) == (3 * T - 0.5, 4 * T - 0.5)
+    with pytest.raises(ValueError, match=r"layer must be in 0\.\.2"):
+        attention_map_figure(torch.rand(L, H, T, T), list("abcdef"), layer=3)
