@@ -216,3 +216,13 @@ def test_kv_cache_bytes_per_token_matches_the_package_cache():
     assert mha == cfg.n_heads * S.kv_cache_bytes_per_token(cfg)
     with pytest.raises(ValueError, match="must be > 0"):
         S.kv_cache_bytes_per_token(cfg, kv_heads=0)
+
+
+def test_rotate_in_float64_keeps_the_relative_property_to_double_precision():
+    q = torch.randn(64, dtype=torch.float64)
+    k = torch.randn(64, dtype=torch.float64)
+    pos = torch.arange(200)
+    grid = S.rotate(q.expand(200, 64), pos) @ S.rotate(k.expand(200, 64), pos).T
+    for offset in (-150, -7, 0, 3, 120):
+        diagonal = grid.diagonal(offset)
+        assert (diagonal - diagonal[0]).abs().max() < 1e-9

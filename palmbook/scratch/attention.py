@@ -89,15 +89,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tu
 
 
 # --------------------------------------------------------------------------------------------- RoPE
-def rope_frequencies(head_dim: int, base: float = 10_000.0) -> Tensor:
-    """The h/2 angular speeds theta_i = base^(-2i/h), i = 0 .. h/2 - 1 (radians per position), float32.
+def rope_frequencies(head_dim: int, base: float = 10_000.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The h/2 angular speeds theta_i = base^(-2i/h), i = 0 .. h/2 - 1 (radians per position).
 
     Pair 0 turns by one radian per position; the last pair almost not at all, so together they tell positions
     apart over a wide range of distances, like the hands of a clock.
     """
     if head_dim <= 0 or head_dim % 2:
         raise ValueError(f"RoPE rotates pairs of dimensions, so head_dim must be even and > 0; got {head_dim}")
-    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    return base ** (-torch.arange(0, head_dim, 2, dtype=dtype) / head_dim)
 
 
 def rotate(x: Tensor, positions: Tensor, base: float = 10_000.0) -> Tensor:
@@ -106,13 +106,15 @@ def rotate(x: Tensor, positions: Tensor, base: float = 10_000.0) -> Tensor:
     x: (..., T, h); positions: (T,) integers. Pair i is (x[..., i], x[..., i + h/2]), the "rotate half" layout the
     package uses (RoFormer pairs neighbours 2i, 2i+1 instead: the same rotation of permuted dimensions). Each pair
     (a, b) turned by angle phi becomes (a cos phi - b sin phi, a sin phi + b cos phi), a 2-D rotation.
+    Angles are computed in float32 like the package's tables, or in float64 for float64 inputs.
     """
     h = x.shape[-1]
     if positions.shape != (x.shape[-2],):
         raise ValueError(
             f"need one position per row of x: x has {x.shape[-2]} rows, positions {tuple(positions.shape)}"
         )
-    angles = positions.to(torch.float32)[:, None] * rope_frequencies(h, base)  # (T, h/2)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    angles = positions.to(dtype)[:, None] * rope_frequencies(h, base, dtype)  # (T, h/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     a, b = x[..., : h // 2], x[..., h // 2 :]
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
