@@ -1,0 +1,159 @@
+"""Chapter tooling: the header cells every chapter starts with, a new-chapter skeleton, and ``make execute``.
+
+    python book/_ext/chapters.py new book/03_attention.ipynb "3. Attention"   # a skeleton with the header cells
+    python book/_ext/chapters.py execute                                      # every chapter, profile cpu
+    python book/_ext/chapters.py execute book/03_attention.ipynb              # one chapter
+
+Executing writes the notebook back with its outputs and its **widget state** (nbclient's ``store_widget_state``):
+the static book draws ipywidgets from that state, and nbval or a plain "Save" in Jupyter may not store it.
+The repository's address comes from ``_config.yml`` (its one home); tests/test_notebooks.py checks every
+chapter's install cell against :func:`colab_install_source`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
+KERNEL = "python3"
+
+# Cell tags the book understands (myst-nb): "remove-cell" drops a cell from the page (it still runs in Colab
+# and under the tests); "hide-input" / "hide-output" / "hide-cell" fold a part behind a toggle.
+COLAB_CELL_TAGS = ["remove-cell"]
+SETUP_SOURCE = "from palmbook.book import setup\n\nP = setup()  # profile, device and seeds; prints what runs"
+
+
+def book_config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+def repository() -> tuple[str, str]:
+    """(url, branch) of the repository, from ``_config.yml``."""
+    repo = book_config()["repository"]
+    return repo["url"].rstrip("/"), repo["branch"]
+
+
+def chapters() -> list[Path]:
+    """Every chapter notebook ``book/NN_topic.ipynb``, in order."""
+    return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+
+def colab_url(notebook: Path) -> str:
+    """The Colab address of a chapter, as the book's launch button must give it."""
+    url, branch = repository()
+    org_repo = url.removeprefix("https://github.com/")
+    rel = notebook.resolve().relative_to(ROOT).as_posix()
+    return f"https://colab.research.google.com/github/{org_repo}/blob/{branch}/{rel}"
+
+
+def colab_install_source() -> str:
+    """Source of every chapter's first code cell: in Colab only, install palmbook and check for a GPU."""
+    url, branch = repository()
+    return f"""# Colab only (the book hides this cell): install palmbook from its repository, check for a GPU.
+import sys
+
+if "google.colab" in sys.modules:
+    import shutil
+    import subprocess
+
+    # No torch pin: Colab's own CUDA build of torch satisfies palmbook's requirement and stays.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "palmbook @ git+{url}@{branch}"], check=True)
+    if shutil.which("nvidia-smi") is None:
+        print("WARNING: this Colab runtime has no GPU. Choose Runtime > Change runtime type > T4 GPU and run all "
+              "cells again (on the CPU the chapter runs with the smaller 'cpu' profile).")"""
+
+
+def header_cells(title: str) -> list[nbformat.NotebookNode]:
+    """Title + goals, the hidden Colab install cell, and the setup cell."""
+    v4 = nbformat.v4
+    return [
+        v4.new_markdown_cell(
+            f"# {title}\n\n**In this chapter you will be able to:**\n\n- ...\n\n"
+            "Runs in seconds on a laptop CPU (profile `cpu`); the book's launch button opens it in Colab."
+        ),
+        v4.new_code_cell(colab_install_source(), metadata={"tags": list(COLAB_CELL_TAGS)}),
+        v4.new_code_cell(SETUP_SOURCE),
+    ]
+
+
+def new_chapter(path: Path, title: str) -> Path:
+    if path.exists():
+        raise SystemExit(f"{path} already exists; pick another name or edit it")
+    if path.parent.resolve() != BOOK or not path.name[:2].isdigit() or path.suffix != ".ipynb":
+        raise SystemExit(f"chapters are book/NN_topic.ipynb; got {path}")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        *header_cells(title),
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. ..."),
+        # Solutions are code (so that the tests run them) in cells the book folds away.
+        nbformat.v4.new_code_cell("# Solution 1\n", metadata={"tags": ["hide-cell"]}),
+        nbformat.v4.new_markdown_cell("## In the paper\n\n- §2 ..."),
+    ]
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    rel = path.resolve().relative_to(ROOT).with_suffix("").as_posix()
+    print(f"wrote {path}. When it runs: `make execute NB={path}`, then add `- file: {rel}` to _toc.yml")
+    return path
+
+
+def execute(paths: list[Path], profile: str = "cpu", timeout: int = 1800) -> None:
+    """Run each notebook top to bottom in a fresh kernel and save it with outputs and widget state."""
+    from nbclient import NotebookClient
+
+    os.environ["PALMBOOK_PROFILE"] = profile  # the kernel inherits this process's environment
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for path in (p.resolve() for p in paths):
+        start = time.perf_counter()
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+                cell.metadata.pop("execution", None)
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name=KERNEL,
+            resources={"metadata": {"path": str(path.parent)}},  # chapters run with book/ as the working dir
+            store_widget_state=True,
+            record_timing=False,  # no timestamps in the committed notebook: smaller diffs
+        )
+        client.execute()
+        nb.metadata.pop("papermill", None)
+        nbformat.validate(nb)
+        nbformat.write(nb, path)
+        print(f"executed {path.relative_to(ROOT)} (profile {profile}) in {time.perf_counter() - start:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chapters.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_new = sub.add_parser("new", help="write a chapter skeleton with the header cells")
+    p_new.add_argument("path", type=Path)
+    p_new.add_argument("title")
+    p_exec = sub.add_parser("execute", help="execute chapters and save outputs + widget state")
+    p_exec.add_argument("paths", type=Path, nargs="*", help="default: every book/NN_*.ipynb")
+    p_exec.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), choices=["smoke", "cpu", "gpu"])
+    p_exec.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = parser.parse_args(argv)
+    if args.command == "new":
+        new_chapter(args.path, args.title)
+    else:
+        paths = args.paths or chapters()
+        for p in paths:
+            if not p.is_file():
+                parser.error(f"no notebook at {p}")
+        execute(paths, args.profile, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Sphinx extension that makes every page of the book self-contained (loaded by ``_config.yml``).
+
+What it does, and why:
+
+* **Assets** (``config-inited``): makes plotly.js, MathJax 3, mermaid, the ipywidgets HTML manager and require.js
+  local (see ``assets.py``) and points Sphinx, myst-nb and sphinxcontrib-mermaid at them, so no request leaves
+  the site. If npm is missing, the pieces it would fetch stay on their CDN defaults and a warning is printed
+  (on stderr, so that a strict ``-W`` build still succeeds: the book works, it just needs the internet).
+* **plotly.js once per page** (``html-page-context``): chapters render figures as ``text/html`` without plotly.js
+  (``palmbook.book.setup``); pages that contain such a figure load ``plotly.min.js`` once, in ``<head>``, before
+  require.js (which would otherwise capture plotly's UMD module and leave ``window.Plotly`` undefined).
+* **One output per figure** (``source-read``): a chapter's figure carries plotly's JSON mimetype (what JupyterLab
+  draws) and our ``text/html`` (what the book draws). myst-nb cannot render the first and would warn about it, so
+  the book drops it when the ``text/html`` twin is there. A figure WITHOUT the twin (a chapter that skipped
+  ``setup()``) still warns, and fails the strict build: that figure would be missing from the page.
+* **Widget glue** (``html-page-context``): on pages with saved widget state, ``palmbook.js`` sets require.js's
+  ``baseUrl`` (the widget manager finds its fonts from it) and maps MathJax 2's ``Hub.Queue`` to MathJax 3.
+* **Repository address** (``config-inited``): ``{{ repository_url }}`` in a page is the ``repository.url`` of
+  ``_config.yml``, the one place it is written.
+* **Duplicate scripts** (``html-page-context``, last): jupyter-book 1.0.4 with Sphinx 7.4 emits the sphinx-thebe and
+  togglebutton inline scripts twice ("Identifier 'THEBE_JS_URL' has already been declared"); keep the first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import assets  # book/_ext is on sys.path: Sphinx's local_extensions puts it there, and so do we
+
+HERE = Path(__file__).resolve().parent
+OWN_STATIC = HERE / "static"  # palmbook.js: our own (committed) glue
+
+PLOTLY_JS = "plotly/plotly.min.js"
+WIDGET_JS = {"requirejs/require.js": {}, "widgets/embed-amd.js": {}}
+MATHJAX_JS = "mathjax/tex-mml-chtml.js"
+MERMAID_JS = "mermaid/mermaid.esm.min.mjs"
+PACKAGE_OF = {"mathjax": "mathjax@", "widgets": "@jupyter-widgets/html-manager@", "mermaid": "mermaid@"}
+
+
+def _use_local_assets(app: Sphinx, config: Config) -> None:
+    missing = assets.ensure_assets()
+    config.html_static_path = [*config.html_static_path, str(assets.STATIC), str(OWN_STATIC)]
+    have = {dest: not any(m.startswith(prefix) for m in missing) for dest, prefix in PACKAGE_OF.items()}
+    if have["mathjax"]:
+        config.mathjax_path = MATHJAX_JS
+    if have["widgets"] and not any(m.startswith("requirejs@") for m in missing):
+        config.nb_ipywidgets_js = WIDGET_JS
+    if have["mermaid"]:
+        config.mermaid_use_local = MERMAID_JS
+    if missing:
+        print(assets.cdn_warning(missing), file=sys.stderr)
+
+
+def _repository_substitutions(app: Sphinx, config: Config) -> None:
+    theme = config.html_theme_options or {}
+    config.myst_substitutions = {
+        **(config.myst_substitutions or {}),
+        "repository_url": theme.get("repository_url", ""),
+        "repository_branch": theme.get("repository_branch", ""),
+    }
+
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def _drop_plotly_json(app: Sphinx, docname: str, source: list[str]) -> None:
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    nb = json.loads(source[0])
+    changed = False
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if PLOTLY_MIME in data and "text/html" in data:
+                del data[PLOTLY_MIME]
+                changed = True
+    if changed:
+        source[0] = json.dumps(nb)
+
+
+def _page_has(doctree: nodes.document | None, needle: str) -> bool:
+    if doctree is None:
+        return False
+    return any(needle in node.astext() for node in doctree.findall(nodes.raw))
+
+
+def _add_page_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    if _page_has(doctree, "Plotly.newPlot"):
+        # priority < 500: before require.js, which myst-nb adds with the default priority.
+        app.add_js_file(PLOTLY_JS, priority=200)
+    if _page_has_widget_state(app, pagename):
+        app.add_js_file("palmbook.js", priority=400)
+
+
+def _page_has_widget_state(app: Sphinx, pagename: str) -> bool:
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    js_files = NbMetadataCollector.get_js_files(app.env, pagename)  # type: ignore[arg-type]
+    return "ipywidgets_state" in js_files
+
+
+def _drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for script in context.get("script_files", []):
+        # The twins differ only in filename None vs "" (an inline script registered two ways).
+        key = (str(getattr(script, "filename", script) or ""), str(getattr(script, "attributes", {}).get("body", "")))
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(script)
+    context["script_files"][:] = unique  # in place: Sphinx sorts this very list after the event
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", _use_local_assets, priority=100)  # before myst-nb reads its config
+    app.connect("config-inited", _repository_substitutions, priority=100)
+    app.connect("source-read", _drop_plotly_json)
+    app.connect("html-page-context", _add_page_scripts)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=1000)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
