@@ -15,6 +15,7 @@ It installs nothing: in Colab the chapter's hidden first cell installs palmbook 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import platform
 import random
 import sys
@@ -98,21 +99,20 @@ class _BookHtmlRenderer(MimetypeRenderer):
     """A ``text/html`` bundle holding the figure's div and its ``Plotly.newPlot`` call, but not plotly.js.
 
     The div ids count up (``palmbook-fig-1``, ...) instead of plotly's random UUIDs, so re-executing a notebook
-    does not rewrite every figure's output in the diff.
+    does not rewrite every figure's output in the diff. The counter is global because plotly renders with a
+    copy of the registered renderer object.
     """
 
-    def __init__(self) -> None:
-        self.count = 0
+    ids = itertools.count(1)
 
     def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
-        self.count += 1
         html = pio.to_html(
             fig_dict,
             full_html=False,
             include_plotlyjs=False,  # the book loads plotly.min.js once per page, from the site
             include_mathjax=False,  # the book already runs MathJax 3; plotly's option would add a CDN script
             validate=False,
-            div_id=f"palmbook-fig-{self.count}",
+            div_id=f"palmbook-fig-{next(self.ids)}",
             config={"displaylogo": False, "responsive": True},
         )
         return {"text/html": html}

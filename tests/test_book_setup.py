@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sys
 import types
 
@@ -117,3 +118,12 @@ def test_book_renderer_emits_html_without_plotlyjs_or_any_url(clean_env):
     assert "Plotly.newPlot" in html and 'id="palmbook-fig-' in html
     assert len(html) < 20_000  # plotly.js (4.8 MB) is not inlined: the page loads it once
     assert "http" not in html  # no CDN script, no MathJax URL
+
+
+def test_each_figure_gets_its_own_div_id(clean_env):
+    use_book_renderer()
+    ids = [
+        re.search(r'id="(palmbook-fig-\d+)"', go.Figure(go.Bar(y=[i]))._repr_mimebundle_()["text/html"]).group(1)
+        for i in range(3)
+    ]
+    assert len(set(ids)) == 3
