@@ -13,7 +13,14 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-__all__ = ["attention_map_figure", "rope_rotation_figure", "softmax_temperature_figure"]
+__all__ = [
+    "attention_map_figure",
+    "backward_pass_figure",
+    "descent_figure",
+    "memory_trace_figure",
+    "rope_rotation_figure",
+    "softmax_temperature_figure",
+]
 
 
 # --------------------------------------------------------------------------------------------- chapter 3: attention
@@ -59,8 +66,9 @@ def rope_rotation_figure(
 ) -> go.Figure:
     """RoPE as clock hands: pair i of a head turns by ``position * base^(-2i/head_dim)`` radians.
 
-    Each chosen pair is drawn as a hand of its own length (so hands do not overlap) starting at angle 0;
-    a slider (and a play button) moves the position 0 .. positions-1. Works without a kernel.
+    Each chosen pair is drawn as a hand of its own length (so hands do not overlap) starting at angle 0, with faint
+    dots where it points at every position; a slider moves the position 0 .. positions-1.
+    Works without a kernel.
     """
     if not pairs or max(pairs) >= head_dim // 2 or min(pairs) < 0:
         raise ValueError(f"pairs must be indices in 0..{head_dim // 2 - 1} for head_dim={head_dim}; got {pairs}")
@@ -68,78 +76,55 @@ def rope_rotation_figure(
     radii = [1.0 + k for k in range(len(pairs))]
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
-    def hands(m: int) -> list[go.Scatter]:
-        traces = []
-        for k, (i, th) in enumerate(zip(pairs, theta.tolist(), strict=True)):
-            past = torch.arange(m + 1, dtype=torch.float64) * th
-            r, c = radii[k], colors[k % len(colors)]
-            traces.append(
-                go.Scatter(
-                    x=(r * past.cos()).tolist(),
-                    y=(r * past.sin()).tolist(),
-                    mode="markers",
-                    marker=dict(size=4, color=c, opacity=0.35),
-                    hoverinfo="skip",
-                    showlegend=False,
-                )
-            )
-            a = m * th
-            traces.append(
-                go.Scatter(
-                    x=[0, r * math.cos(a)],
-                    y=[0, r * math.sin(a)],
-                    mode="lines+markers",
-                    line=dict(color=c, width=3),
-                    marker=dict(size=[0, 10], color=c),
-                    name=f"pair {i}: {th:.3g} rad/position",
-                    hovertemplate=f"pair {i}<br>angle = {m} x {th:.4g} = {a:.3f} rad<extra></extra>",
-                )
-            )
-        return traces
+    every = torch.arange(positions, dtype=torch.float64)
+    dots = [  # where each hand points at every position: drawn once, faint
+        go.Scatter(
+            x=(r * (every * th).cos()).numpy(),
+            y=(r * (every * th).sin()).numpy(),
+            mode="markers",
+            marker=dict(size=4, color=colors[k % len(colors)], opacity=0.3),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+        for k, (r, th) in enumerate(zip(radii, theta.tolist(), strict=True))
+    ]
 
-    frames = [go.Frame(data=hands(m), name=str(m)) for m in range(positions)]
+    def hand(k: int, m: int) -> dict:
+        """Pair k's hand at position m: a line from the origin, and its hover text."""
+        a = m * theta[k].item()
+        x, y = [0.0, radii[k] * math.cos(a)], [0.0, radii[k] * math.sin(a)]
+        return dict(
+            x=x, y=y, hovertemplate=f"pair {pairs[k]}<br>angle = {m} x {theta[k]:.4g} = {a:.3f} rad<extra></extra>"
+        )
+
+    hands = [
+        go.Scatter(
+            **hand(k, 0),
+            mode="lines+markers",
+            line=dict(color=colors[k % len(colors)], width=3),
+            marker=dict(size=[0, 10], color=colors[k % len(colors)]),
+            name=f"pair {i}: {theta[k]:.3g} rad/position",
+        )
+        for k, i in enumerate(pairs)
+    ]
+    # Slider steps restyle the hands (trace indices after the dots). Deliberately no animation frames: exported
+    # HTML starts playing frames on page load, and a slider is all the reader needs.
+    moving = list(range(len(pairs), 2 * len(pairs)))
+    steps = []
+    for m in range(positions):
+        now = [hand(k, m) for k in range(len(pairs))]
+        update = {key: [h[key] for h in now] for key in ("x", "y", "hovertemplate")}
+        steps.append(dict(method="restyle", label=str(m), args=[update, moving]))
     lim = radii[-1] + 0.3
-    fig = go.Figure(data=hands(0), frames=frames)
+    fig = go.Figure(data=dots + hands)
     fig.update_layout(
         xaxis=dict(range=[-lim, lim], zeroline=True, showgrid=False, title="first dimension of the pair"),
         yaxis=dict(range=[-lim, lim], scaleanchor="x", zeroline=True, showgrid=False, title="second dimension"),
         title=f"RoPE: each pair of a head's dimensions rotates with the position (head_dim={head_dim})",
-        sliders=[
-            dict(
-                steps=[
-                    dict(
-                        method="animate",
-                        label=str(m),
-                        args=[
-                            [str(m)],
-                            dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0)),
-                        ],
-                    )
-                    for m in range(positions)
-                ],
-                currentvalue=dict(prefix="position m = "),
-                pad=dict(t=40),
-            )
-        ],
-        updatemenus=[
-            dict(
-                type="buttons",
-                showactive=False,
-                x=0,
-                y=-0.12,
-                xanchor="left",
-                yanchor="top",
-                buttons=[
-                    dict(
-                        label="play",
-                        method="animate",
-                        args=[None, dict(frame=dict(duration=300, redraw=False), fromcurrent=True)],
-                    )
-                ],
-            )
-        ],
+        sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="position m = "), pad=dict(t=40))],
         height=560,
         legend=dict(x=1.02, y=1),
+        plot_bgcolor="white",
     )
     return fig
 
@@ -167,17 +152,20 @@ def attention_map_figure(
         raise ValueError(f"layer must be in 0..{L - 1} and head in 0..{H - 1}; got layer={layer}, head={head}")
     visible = torch.ones(T, T, dtype=torch.bool).tril()
     tiles = maps.masked_fill(~visible, float("nan")).permute(0, 2, 1, 3).reshape(L * T, H * T)
-    z = [[None if v != v else round(v, 4) for v in row] for row in tiles.tolist()]  # NaN -> blank cell
     labels = [t.replace(" ", "\u2423").replace("\n", "\u21b5") or "\u2205" for t in tokens]  # show spaces, newlines
-    text = [[f"{labels[i]} \u2190 {labels[j]}" if j <= i else "" for j in range(T)] * H for i in range(T)] * L
+    # Category axes, so that hover names the tokens without a (large) per-cell text array. Every tile repeats the
+    # same T tokens, and categories must be unique: tile k's names end in k zero-width spaces (invisible).
+    xcats = [f"{labels[j]} ({j})" + "\u200b" * k for k in range(H) for j in range(T)]
+    ycats = [f"{labels[i]} ({i})" + "\u200b" * k for k in range(L) for i in range(T)]
     heat = go.Heatmap(
-        z=z,
-        text=text,
+        z=tiles.numpy(),  # float32, sent to the page as a compact binary array; NaN (masked) cells stay blank
+        x=xcats,
+        y=ycats,
         colorscale="Blues",
         zmin=0.0,
         zmax=1.0,
         colorbar=dict(title="weight"),
-        hovertemplate="query \u2190 key: %{text}<br>weight %{z:.3f}<extra></extra>",
+        hovertemplate="query %{y} \u2190 key %{x}<br>weight %{z:.3f}<extra></extra>",
     )
     fig = go.Figure(heat)
 
@@ -190,7 +178,9 @@ def attention_map_figure(
         title=title or "Attention weights (row: query token, column: the key token it looks at)",
         xaxis=dict(
             range=window(head),
-            tickvals=list(range(H * T)),
+            type="category",
+            showgrid=False,
+            tickvals=xcats,
             ticktext=labels * H,
             tickangle=-60,
             title="key (attended-to) token",
@@ -198,7 +188,9 @@ def attention_map_figure(
         ),
         yaxis=dict(
             range=window(layer)[::-1],
-            tickvals=list(range(L * T)),
+            type="category",
+            showgrid=False,
+            tickvals=ycats,
             ticktext=labels * L,
             title="query token",
             scaleanchor="x",
@@ -225,5 +217,361 @@ def attention_map_figure(
         ],
         height=640,
         margin=dict(b=160),
+        plot_bgcolor="white",  # masked (blank) cells show the background
+    )
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ chapter 6: backpropagation
+def _graph_layout(order: Sequence) -> dict[int, tuple[float, float]]:
+    """Positions for a computation graph: the output at the right, each node one column left of its first consumer.
+
+    ``order`` is topological (parents first, output last). Rows within a column follow the consumers' rows, so
+    edges stay short and rarely cross.
+    """
+    col: dict[int, int] = {id(order[-1]): 0}
+    for node in reversed(order):  # consumers before their parents
+        for p in node.parents:
+            col[id(p)] = min(col.get(id(p), 0), col[id(node)] - 1)
+    columns: dict[int, list] = {}
+    for node in reversed(order):
+        columns.setdefault(col[id(node)], []).append(node)
+    y: dict[int, float] = {}
+    for c in sorted(columns, reverse=True):  # from the output leftwards
+        nodes = columns[c]
+        consumer_rows = {
+            id(n): [y[id(m)] for m in order if id(m) in y and any(p is n for p in m.parents)] for n in nodes
+        }
+        nodes.sort(key=lambda n: sum(consumer_rows[id(n)]) / max(1, len(consumer_rows[id(n)])))
+        for i, node in enumerate(nodes):
+            y[id(node)] = i - (len(nodes) - 1) / 2
+    leftmost = min(col.values())
+    return {id(n): (float(col[id(n)] - leftmost), -y[id(n)]) for n in order}
+
+
+def backward_pass_figure(root, title: str = "The backward pass, one node at a time") -> go.Figure:
+    """The computation graph of a :class:`palmbook.scratch.autograd.Value`, with a slider through its backward pass.
+
+    Runs ``root.backward()`` (after zeroing every gradient in the graph). Step 0 shows the forward pass (values);
+    step k shows the gradients after the k-th node has passed its gradient to its parents, with that node outlined
+    in red and the title saying what it passed to whom. Hover a node for its value and gradient. Works without a
+    kernel (plotly frames).
+    """
+    from .scratch.autograd import topological_order
+
+    order = topological_order(root)
+    pos = _graph_layout(order)
+    names = {}
+    for i, node in enumerate(order):
+        names[id(node)] = node.label or (f"{node.data:g}" if not node.parents else f"v{i}")
+    for node in order:
+        node.grad = 0.0
+    snapshots = [{id(n): (1.0 if n is root else 0.0) for n in order}]
+    steps: list = []
+
+    def record(node) -> None:
+        steps.append(node)
+        snapshots.append({id(n): n.grad for n in order})
+
+    root.backward(on_step=record)
+
+    xs = [pos[id(n)][0] for n in order]
+    ys = [pos[id(n)][1] for n in order]
+    edge_x: list[float | None] = []
+    edge_y: list[float | None] = []
+    for node in order:
+        for p in node.parents:
+            edge_x += [pos[id(p)][0], pos[id(node)][0], None]
+            edge_y += [pos[id(p)][1], pos[id(node)][1], None]
+    arrows = [
+        dict(
+            x=pos[id(node)][0],
+            y=pos[id(node)][1],
+            ax=pos[id(p)][0],
+            ay=pos[id(p)][1],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=2,
+            arrowsize=1.2,
+            arrowwidth=1.2,
+            arrowcolor="#888",
+            standoff=30,
+            startstandoff=30,
+            text="",
+        )
+        for node in order
+        for p in node.parents
+    ]
+
+    def op_text(n) -> str:
+        if not n.parents:
+            return "input"
+        args = [names[id(p)] for p in n.parents]
+        if n.op in ("+", "*"):
+            return f" {n.op} ".join(args)
+        if n.op.startswith("**"):
+            return f"{args[0]}{n.op}"
+        return f"{n.op}({args[0]})"
+
+    def frame_data(k: int) -> list[go.Scatter]:
+        grads = snapshots[k]
+        done = {id(n) for n in steps[:k]}
+        current = steps[k - 1] if k > 0 else None
+        fill = ["#c7e9c0" if id(n) in done else "#ffffff" for n in order]
+        line = ["#d62728" if n is current else "#555" for n in order]
+        width = [4 if n is current else 1.5 for n in order]
+
+        def label(n) -> str:
+            grad = f"<br><span style='color:#2c7fb8'>∂ {grads[id(n)]:.4g}</span>" if k > 0 else "<br> "
+            return f"<b>{names[id(n)]}</b><br>{n.data:.4g}{grad}"
+
+        def hover(n) -> str:
+            text = f"<b>{names[id(n)]}</b> = {op_text(n)}<br>value {n.data:.6g}"
+            return text + (f"<br>gradient ∂L/∂{names[id(n)]} = {grads[id(n)]:.6g}" if k > 0 else "")
+
+        nodes = go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers+text",
+            text=[label(n) for n in order],
+            textposition="middle center",
+            textfont=dict(size=11),
+            hovertext=[hover(n) for n in order],
+            hoverinfo="text",
+            marker=dict(symbol="square", size=58, color=fill, line=dict(color=line, width=width)),
+            showlegend=False,
+        )
+        return [nodes]
+
+    def caption(k: int) -> str:
+        if k == 0:
+            return "Forward pass done: every node holds its value. Move the slider to run the backward pass."
+        node = steps[k - 1]
+        before, after = snapshots[k - 1], snapshots[k]
+        g = after[id(node)]
+        if not node.parents:
+            return f"Step {k}: {names[id(node)]} is an input; its gradient {g:.4g} is final"
+        passed = ", ".join(f"{names[id(p)]} += {after[id(p)] - before[id(p)]:.4g}" for p in dict.fromkeys(node.parents))
+        return f"Step {k}: {names[id(node)]} = {op_text(node)} has ∂L/∂{names[id(node)]} = {g:.4g} and passes {passed}"
+
+    edges = go.Scatter(
+        x=edge_x, y=edge_y, mode="lines", line=dict(color="#bbb", width=1), hoverinfo="skip", showlegend=False
+    )
+    n_frames = len(steps) + 1
+    frames = [
+        go.Frame(name=str(k), data=frame_data(k), traces=[1], layout=dict(title_text=caption(k)))
+        for k in range(n_frames)
+    ]
+    fig = go.Figure(data=[edges, *frame_data(0)], frames=frames)
+    slider_steps = [
+        dict(
+            method="animate",
+            label=str(k) if k else "fwd",
+            args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))],
+        )
+        for k in range(n_frames)
+    ]
+    play = dict(
+        type="buttons",
+        showactive=False,
+        x=0.0,
+        y=-0.08,
+        xanchor="left",
+        yanchor="top",
+        buttons=[
+            dict(
+                label="▶ play",
+                method="animate",
+                args=[None, dict(frame=dict(duration=900, redraw=True), fromcurrent=True)],
+            )
+        ],
+    )
+    fig.update_layout(
+        title=dict(text=caption(0), font=dict(size=13)),
+        annotations=arrows,
+        sliders=[
+            dict(
+                active=0,
+                steps=slider_steps,
+                x=0.1,
+                len=0.9,
+                y=-0.02,
+                currentvalue=dict(prefix="backward step ", font=dict(size=12)),
+            )
+        ],
+        updatemenus=[play],
+        xaxis=dict(visible=False, range=[min(xs) - 0.5, max(xs) + 0.5]),
+        yaxis=dict(visible=False, range=[min(ys) - 0.8, max(ys) + 0.6]),
+        height=380 + 40 * max(0, int(max(ys) - min(ys)) - 2),
+        margin=dict(l=10, r=10, t=60, b=90),
+        meta=dict(figure=title),
+    )
+    return fig
+
+
+def descent_figure(
+    w_grid: Sequence[float],
+    b_grid: Sequence[float],
+    loss_grid: Sequence[Sequence[float]],
+    paths: dict[str, Sequence[tuple[float, float, float]]],
+    axis_titles: tuple[str, str] = ("w", "b"),
+) -> go.Figure:
+    """Gradient descent on a 2-parameter loss surface: contours on the left, loss per step on the right.
+
+    loss_grid[i][j] is the loss at (w_grid[j], b_grid[i]). ``paths`` maps a label (e.g. a learning rate) to the
+    (w, b, loss) after each step, step 0 first; all paths have the same length. A slider moves every path to step k.
+    """
+    from plotly.subplots import make_subplots
+
+    lengths = {len(p) for p in paths.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"every path needs the same number of steps; got lengths {sorted(lengths)}")
+    n = lengths.pop()
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.58, 0.42],
+        horizontal_spacing=0.1,
+        subplot_titles=("the loss surface and the path of (w, b)", "loss after each step"),
+    )
+    fig.add_trace(
+        go.Contour(
+            x=list(w_grid),
+            y=list(b_grid),
+            z=[list(r) for r in loss_grid],
+            colorscale="Viridis",
+            ncontours=30,
+            showscale=False,
+            hovertemplate="w=%{x:.2f}<br>b=%{y:.2f}<br>loss=%{z:.4f}<extra></extra>",
+            line=dict(width=0.5),
+        ),
+        row=1,
+        col=1,
+    )
+
+    def traces(k: int) -> list[go.Scatter]:
+        out = []
+        for i, (label, path) in enumerate(paths.items()):
+            c = colors[i % len(colors)]
+            w, b, loss = zip(*path[: k + 1], strict=True)
+            out.append(
+                go.Scatter(
+                    x=w,
+                    y=b,
+                    mode="lines+markers",
+                    line=dict(color=c, width=2),
+                    marker=dict(size=4),
+                    name=label,
+                    legendgroup=label,
+                    hovertemplate=f"{label}<br>w=%{{x:.3f}}<br>b=%{{y:.3f}}<extra></extra>",
+                )
+            )
+            out.append(
+                go.Scatter(
+                    x=list(range(k + 1)),
+                    y=loss,
+                    mode="lines+markers",
+                    line=dict(color=c),
+                    marker=dict(size=4),
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    hovertemplate=f"{label}<br>step %{{x}}<br>loss %{{y:.4f}}<extra></extra>",
+                )
+            )
+        return out
+
+    for i, t in enumerate(traces(0)):
+        fig.add_trace(t, row=1, col=1 + i % 2)
+    ids = list(range(1, 1 + 2 * len(paths)))
+    fig.frames = [go.Frame(name=str(k), data=traces(k), traces=ids) for k in range(n)]
+    all_losses = [p[2] for path in paths.values() for p in path]
+    fig.update_xaxes(title_text=axis_titles[0], row=1, col=1)
+    fig.update_yaxes(title_text=axis_titles[1], row=1, col=1)
+    fig.update_xaxes(title_text="step", range=[-0.5, n - 0.5], row=1, col=2)
+    fig.update_yaxes(title_text="mean loss", range=[0, max(all_losses) * 1.05], row=1, col=2)
+    steps = [
+        dict(
+            method="animate",
+            label=str(k),
+            args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))],
+        )
+        for k in range(n)
+    ]
+    fig.update_layout(
+        sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="gradient-descent step "), pad=dict(t=50))],
+        updatemenus=[
+            dict(
+                type="buttons",
+                showactive=False,
+                x=0,
+                y=-0.12,
+                xanchor="left",
+                yanchor="top",
+                buttons=[
+                    dict(
+                        label="▶ play",
+                        method="animate",
+                        args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True)],
+                    )
+                ],
+            )
+        ],
+        legend=dict(title="learning rate", orientation="h", y=1.15, x=0.6),
+        height=470,
+        margin=dict(t=90, b=110),
+    )
+    return fig
+
+
+def memory_trace_figure(traces: dict, levels: dict[str, float] | None = None) -> go.Figure:
+    """Memory held by tensors over one training step, one line per run, from :func:`...activation_memory.memory_trace`.
+
+    traces: label -> MemoryTrace. A dotted vertical line marks where each run's backward pass starts. ``levels``
+    draws horizontal reference lines (label -> bytes), e.g. the parameters' size. Hover for exact MiB.
+    """
+    mib = 2.0**-20
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
+    fig = go.Figure()
+    for i, (label, tr) in enumerate(traces.items()):
+        c = colors[i % len(colors)]
+        fig.add_trace(
+            go.Scatter(
+                x=tr.times_ms,
+                y=[a * mib for a in tr.allocated],
+                mode="lines",
+                name=label,
+                line=dict(color=c, shape="hv"),
+                hovertemplate=f"{label}<br>%{{x:.0f}} ms: %{{y:.1f}} MiB<extra></extra>",
+            )
+        )
+        start = tr.phases["backward"][0] if "backward" in tr.phases else None
+        if start is not None:
+            fig.add_vline(x=start, line=dict(color=c, dash="dot", width=1))
+            fig.add_annotation(
+                x=start,
+                y=tr.peak * mib,
+                text="backward starts",
+                showarrow=False,
+                yshift=10,
+                font=dict(color=c, size=10),
+            )
+    for label, value in (levels or {}).items():
+        fig.add_hline(
+            y=value * mib,
+            line=dict(color="#555", dash="dash", width=1),
+            annotation_text=label,
+            annotation_position="top left",
+        )
+    fig.update_layout(
+        xaxis_title="time since the forward pass began (ms)",
+        yaxis_title="memory held by tensors (MiB)",
+        height=420,
+        legend=dict(orientation="h", y=1.12),
+        hovermode="closest",
     )
     return fig

@@ -24,16 +24,21 @@ def test_temperature_slider_steps_show_softmax_of_scores_over_temperature():
         softmax_temperature_figure([1.0, 2.0], ["a"])
 
 
-def test_rope_frames_turn_pair_i_by_position_times_theta_i():
+def test_rope_slider_turns_pair_i_by_position_times_theta_i():
     head_dim, pairs, base = 16, (0, 3), 10_000.0
     fig = rope_rotation_figure(head_dim, pairs, positions=12, base=base)
-    assert len(fig.frames) == 12 and len(fig.layout.sliders[0].steps) == 12
+    steps = fig.layout.sliders[0].steps
+    assert len(steps) == 12 and not fig.frames  # no frames: nothing plays by itself on page load
     for m in (0, 5, 11):
-        hands = fig.frames[m].data[1::2]  # traces alternate: trail, hand
-        for k, (i, hand) in enumerate(zip(pairs, hands, strict=True)):
+        update, traces = steps[m].args
+        assert list(traces) == [2, 3]  # the hands; traces 0 and 1 are the static dots
+        for k, i in enumerate(pairs):
+            x, y = update["x"][k][1], update["y"][k][1]
             angle = m * base ** (-2 * i / head_dim)
-            assert math.isclose(math.atan2(hand.y[1], hand.x[1]) % (2 * math.pi), angle % (2 * math.pi), abs_tol=1e-9)
-            assert math.isclose(math.hypot(hand.x[1], hand.y[1]), 1.0 + k)
+            assert math.isclose(math.atan2(y, x) % (2 * math.pi), angle % (2 * math.pi), abs_tol=1e-9)
+            assert math.isclose(math.hypot(x, y), 1.0 + k)
+            dots = fig.data[k]
+            assert math.isclose(dots.x[m], x) and math.isclose(dots.y[m], y)  # the dot of position m
     with pytest.raises(ValueError, match="pairs must be indices"):
         rope_rotation_figure(8, (4,))
 
@@ -57,10 +62,11 @@ def test_attention_map_sliders_select_the_layer_and_head_shown():
             for i in range(T):
                 for j in range(T):
                     if j > i:
-                        assert shown[i][j] is None  # the causal mask: blank
+                        assert math.isnan(shown[i][j])  # the causal mask: blank
                     else:
                         assert math.isclose(shown[i][j], maps[layer, head, i, j].item(), abs_tol=1e-4)
     assert list(fig.layout.yaxis.ticktext[:T]) == [f"t{i}" for i in range(T)]
+    assert len(set(fig.data[0].x)) == H * T and len(set(fig.data[0].y)) == L * T  # categories must be unique
 
 
 def test_attention_map_figure_refuses_wrong_shapes():
