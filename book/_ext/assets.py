@@ -48,8 +48,9 @@ NPM_ASSETS = (
     # MathJax 3: the combined TeX+MathML -> CHTML component, its fonts and the pieces it loads lazily.
     NpmAsset("mathjax@3.2.2", "mathjax", ("es5/tex-mml-chtml.js", "es5/output/chtml/fonts/woff-v2/*",
                                           "es5/input/tex/extensions/*", "es5/ui/*", "es5/a11y/*")),
-    # Mermaid 11, the version sphinxcontrib-mermaid 2.x defaults to: the ES module and the chunks it imports.
-    NpmAsset("mermaid@11.12.1", "mermaid", ("dist/mermaid.esm.min.mjs", "dist/chunks/mermaid.esm.min/*.mjs")),
+    # Mermaid 11, the version sphinxcontrib-mermaid 2.x defaults to, as ONE classic script: its ES-module build
+    # cannot load from file:// (browsers block module imports there), and a downloaded book must open from disk.
+    NpmAsset("mermaid@11.12.1", "mermaid", ("dist/mermaid.min.js",)),
     # The ipywidgets 8 HTML manager that renders saved widget state without a kernel, and its icon fonts
     # (woff2 only: every browser that runs the rest of the page reads it).
     NpmAsset("@jupyter-widgets/html-manager@1.0.15", "widgets", ("dist/embed-amd.js", "dist/*.woff2")),

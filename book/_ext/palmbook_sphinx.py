@@ -17,6 +17,10 @@ What it does, and why:
   ``baseUrl`` (the widget manager finds its fonts from it) and maps MathJax 2's ``Hub.Queue`` to MathJax 3.
 * **Repository address** (``config-inited``): ``{{ repository_url }}`` in a page is the ``repository.url`` of
   ``_config.yml``, the one place it is written.
+* **Mermaid without ES modules** (``html-page-context``, last): sphinxcontrib-mermaid renders with an inline module
+  that starts ``import mermaid from "<url>"``. Browsers refuse module imports from ``file://``, so for the local
+  copy we load mermaid's classic bundle and let the module read ``window.mermaid`` instead: the book then works
+  opened straight from disk.
 * **Duplicate scripts** (``html-page-context``, last): jupyter-book 1.0.4 with Sphinx 7.4 emits the sphinx-thebe and
   togglebutton inline scripts twice ("Identifier 'THEBE_JS_URL' has already been declared"); keep the first.
 """
@@ -24,6 +28,7 @@ What it does, and why:
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +46,7 @@ OWN_STATIC = HERE / "static"  # palmbook.js: our own (committed) glue
 PLOTLY_JS = "plotly/plotly.min.js"
 WIDGET_JS = {"requirejs/require.js": {}, "widgets/embed-amd.js": {}}
 MATHJAX_JS = "mathjax/tex-mml-chtml.js"
-MERMAID_JS = "mermaid/mermaid.esm.min.mjs"
+MERMAID_JS = "mermaid/mermaid.min.js"
 PACKAGE_OF = {"mathjax": "mathjax@", "widgets": "@jupyter-widgets/html-manager@", "mermaid": "mermaid@"}
 
 
@@ -97,7 +102,9 @@ def _add_page_scripts(app: Sphinx, pagename: str, templatename: str, context: di
         # priority < 500: before require.js, which myst-nb adds with the default priority.
         app.add_js_file(PLOTLY_JS, priority=200)
     if _page_has_widget_state(app, pagename):
-        app.add_js_file("palmbook.js", priority=400)
+        # data-local-widgets: point require.js at _static/widgets only when the local copy is what loads.
+        local = app.config.nb_ipywidgets_js == WIDGET_JS
+        app.add_js_file("palmbook.js", priority=400, **({"data-local-widgets": "1"} if local else {}))
 
 
 def _page_has_widget_state(app: Sphinx, pagename: str) -> bool:
@@ -107,17 +114,29 @@ def _page_has_widget_state(app: Sphinx, pagename: str) -> bool:
     return "ipywidgets_state" in js_files
 
 
-def _drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+_MERMAID_IMPORT = re.compile(r"""\s*import mermaid from ("[^"]*"|'[^']*');?""")
+
+
+def _tidy_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    scripts = context.get("script_files", [])
     seen: set[tuple[str, str]] = set()
-    unique = []
-    for script in context.get("script_files", []):
+    kept, mermaid_modules = [], []
+    for script in scripts:
+        body = str(getattr(script, "attributes", {}).get("body", ""))
         # The twins differ only in filename None vs "" (an inline script registered two ways).
-        key = (str(getattr(script, "filename", script) or ""), str(getattr(script, "attributes", {}).get("body", "")))
+        key = (str(getattr(script, "filename", script) or ""), body)
         if key in seen:
             continue
         seen.add(key)
-        unique.append(script)
-    context["script_files"][:] = unique  # in place: Sphinx sorts this very list after the event
+        match = _MERMAID_IMPORT.match(body)
+        if match and match.group(1).strip("\"'").endswith(MERMAID_JS):
+            mermaid_modules.append((script.priority, body[match.end() :]))
+        else:
+            kept.append(script)
+    scripts[:] = kept  # in place: this is the builder's own list, which Sphinx sorts after the event
+    for priority, rest in mermaid_modules:
+        app.add_js_file(MERMAID_JS, priority=priority - 1)  # classic script: runs before the (deferred) module
+        app.add_js_file(None, body="const mermaid = window.mermaid;\n" + rest, type="module", priority=priority)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -125,5 +144,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", _repository_substitutions, priority=100)
     app.connect("source-read", _drop_plotly_json)
     app.connect("html-page-context", _add_page_scripts)
-    app.connect("html-page-context", _drop_duplicate_scripts, priority=1000)
+    app.connect("html-page-context", _tidy_scripts, priority=1000)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

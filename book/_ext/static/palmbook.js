@@ -5,9 +5,9 @@
   // The widget manager computes the URL of its icon fonts from its own require.js module id,
   // "@jupyter-widgets/html-manager/dist/embed-amd", which require.js resolves relative to the page unless told
   // otherwise: map that id to this site's copy in "_static/widgets/", wherever the page sits in the site.
-  var here = document.currentScript ? document.currentScript.src : "";
-  var staticRoot = here.replace(/palmbook\.js(\?.*)?$/, "");
-  if (staticRoot && typeof window.require === "undefined") {
+  var me = document.currentScript;
+  var staticRoot = me ? me.src.replace(/palmbook\.js(\?.*)?$/, "") : "";
+  if (me && me.dataset.localWidgets && typeof window.require === "undefined") {
     window.require = { paths: { "@jupyter-widgets/html-manager/dist": staticRoot + "widgets" } };
   }
   // ipywidgets typeset their labels with MathJax 2's MathJax.Hub.Queue(["Typeset", MathJax.Hub, element]);
