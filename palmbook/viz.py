@@ -14,12 +14,20 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "activation_figure",
     "attention_map_figure",
     "backward_pass_figure",
     "descent_figure",
+    "gated_unit_figure",
+    "logit_shift_figure",
+    "loss_and_log_z_figure",
     "memory_trace_figure",
+    "prediction_steps_figure",
     "rope_rotation_figure",
     "softmax_temperature_figure",
+    "svg_curves",
+    "swish_beta_figure",
+    "timing_figure",
 ]
 
 
@@ -573,5 +581,294 @@ def memory_trace_figure(traces: dict, levels: dict[str, float] | None = None) ->
         height=420,
         legend=dict(orientation="h", y=1.12),
         hovermode="closest",
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 4: feed-forward
+def activation_figure(lo: float = -5.0, hi: float = 5.0, points: int = 401) -> go.Figure:
+    """ReLU, GELU and Swish (left) and their derivatives (right), with a menu to show one curve or all.
+
+    Clicking a legend entry hides a curve in both panels (the two traces of a function share a legend group).
+    The derivatives come from :mod:`palmbook.scratch.feed_forward` (hand-written, tested against autograd).
+    """
+    from plotly.subplots import make_subplots
+
+    from .scratch import feed_forward as ff
+
+    x = torch.linspace(lo, hi, points, dtype=torch.float64)
+    curves = {
+        "ReLU": (ff.relu, ff.d_relu, "#7f7f7f"),
+        "GELU": (ff.gelu, ff.d_gelu, "#1f77b4"),
+        "Swish (β = 1)": (ff.swish, ff.d_swish, "#d62728"),
+    }
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("f(x)", "f′(x): the slope gradients flow through"))
+    for name, (f, df, color) in curves.items():
+        for col, fn in ((1, f), (2, df)):
+            fig.add_scatter(
+                x=x.tolist(),
+                y=fn(x).tolist(),
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                row=1,
+                col=col,
+                line=dict(color=color, width=2.5),
+                hovertemplate=f"{name}<br>x = %{{x:.2f}}<br>y = %{{y:.4f}}<extra></extra>",
+            )
+    names = list(curves)
+    buttons = [dict(label="all three", method="restyle", args=[{"visible": [True] * 2 * len(names)}])]
+    buttons += [
+        dict(label=n, method="restyle", args=[{"visible": [m == n for m in names for _ in (0, 1)]}]) for n in names
+    ]
+    fig.update_layout(
+        title="Activation functions and their derivatives",
+        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.22, yanchor="top")],
+        height=420,
+        margin=dict(t=110),
+        legend=dict(orientation="h", y=-0.15),
+    )
+    fig.update_xaxes(title_text="x", zeroline=True)
+    fig.update_yaxes(zeroline=True)
+    return fig
+
+
+def swish_beta_figure(betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 1.702, 2.0, 4.0, 10.0), start: float = 1.0):
+    """Swish_beta(x) = x * sigmoid(beta x) with a slider over beta, against ReLU and x/2 (its two limits).
+
+    beta = 1.702 is the sigmoid approximation of GELU, x * sigmoid(1.702 x) (Hendrycks & Gimpel, 2016).
+    """
+    from .scratch.feed_forward import relu, swish
+
+    x = torch.linspace(-5, 5, 201, dtype=torch.float64)
+    ys = [swish(x, b).tolist() for b in betas]
+    first = min(range(len(betas)), key=lambda i: abs(betas[i] - start))
+    fig = go.Figure()
+    fig.add_scatter(x=x.tolist(), y=relu(x).tolist(), name="ReLU (β → ∞)", line=dict(color="#7f7f7f", dash="dot"))
+    fig.add_scatter(x=x.tolist(), y=(x / 2).tolist(), name="x / 2 (β = 0)", line=dict(color="#bcbd22", dash="dot"))
+    fig.add_scatter(x=x.tolist(), y=ys[first], name="Swish_β", line=dict(color="#d62728", width=3))
+    steps = [dict(method="restyle", label=f"{b:g}", args=[{"y": [y]}, [2]]) for b, y in zip(betas, ys, strict=True)]
+    fig.update_layout(
+        title="Swish_β(x) = x·σ(βx) slides from a line (β = 0) to ReLU (β → ∞)",
+        sliders=[dict(active=first, steps=steps, currentvalue=dict(prefix="β = "), pad=dict(t=40))],
+        xaxis_title="x",
+        yaxis=dict(title="Swish_β(x)", range=[-2.6, 5.2]),
+        height=440,
+    )
+    return fig
+
+
+def gated_unit_figure(lim: float = 3.0, points: int = 61) -> go.Figure:
+    """The gated linear units of Shazeer (2020) as maps: f(a) * b over the gate a = x·w and the value b = x·v.
+
+    A menu switches f: sigmoid (GLU, Dauphin et al. 2017), identity (bilinear), ReLU (ReGLU), GELU (GEGLU),
+    Swish (SwiGLU, PaLM's choice). Hover shows the exact value.
+    """
+    from .scratch.feed_forward import gelu, relu, swish
+
+    a = torch.linspace(-lim, lim, points, dtype=torch.float64)
+    b = torch.linspace(-lim, lim, points, dtype=torch.float64)
+    variants = {
+        "SwiGLU: Swish(a)·b": swish,
+        "GEGLU: GELU(a)·b": gelu,
+        "ReGLU: ReLU(a)·b": relu,
+        "GLU: σ(a)·b": torch.sigmoid,
+        "bilinear: a·b": lambda t: t,
+    }
+    fig = go.Figure()
+    for i, (name, f) in enumerate(variants.items()):
+        z = (b[:, None] * f(a)[None, :]).tolist()  # rows: b, columns: a
+        fig.add_heatmap(
+            x=a.tolist(),
+            y=b.tolist(),
+            z=z,
+            zmid=0,
+            colorscale="RdBu_r",
+            visible=i == 0,
+            name=name,
+            hovertemplate="gate a = %{x:.2f}<br>value b = %{y:.2f}<br>output = %{z:.3f}<extra></extra>",
+        )
+    names = list(variants)
+    buttons = [
+        dict(label=n, method="update", args=[{"visible": [m == n for m in names]}, {"title.text": n}]) for n in names
+    ]
+    fig.update_layout(
+        title=names[0],
+        xaxis_title="gate a = x·w (one column of W)",
+        yaxis_title="value b = x·v (one column of V)",
+        updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.18, yanchor="top")],
+        height=460,
+        margin=dict(t=90),
+    )
+    return fig
+
+
+def svg_curves(
+    x: Sequence[float],
+    curves: dict[str, tuple[Sequence[float], str]],
+    y_range: tuple[float, float],
+    width: int = 460,
+    height: int = 260,
+) -> str:
+    """A small line chart as an inline SVG string: for ipywidgets ``HTML`` explorers.
+
+    An ``HTML`` widget's saved state is plain markup, so the chart is drawn on the static book page too (a plotly
+    figure inside a widget would need a kernel). curves: name -> (y values, CSS colour); y values are clipped.
+    """
+    pad, x0, x1 = 30, min(x), max(x)
+    y0, y1 = y_range
+
+    def px(v: float) -> float:
+        return pad + (v - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def py(v: float) -> float:
+        v = min(max(v, y0), y1)
+        return height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12">']
+    parts.append(f'<line x1="{pad}" y1="{py(0):.1f}" x2="{width - pad}" y2="{py(0):.1f}" stroke="#bbb"/>')
+    parts.append(f'<line x1="{px(0):.1f}" y1="{pad}" x2="{px(0):.1f}" y2="{height - pad}" stroke="#bbb"/>')
+    for (name, (ys, color)), row in zip(curves.items(), range(len(curves)), strict=True):
+        pts = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, ys, strict=True))
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2.5"/>')
+        parts.append(f'<text x="{pad + 6}" y="{pad + 14 * row}" fill="{color}">{name}</text>')
+    parts.append(f'<text x="{width - pad}" y="{py(0) + 14:.1f}" text-anchor="end" fill="#777">x = {x1:g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timing_figure(times_ms: dict[str, Sequence[float]], title: str) -> go.Figure:
+    """Box plots of repeated timings (ms), one per variant, every repetition shown as a point (hover for it)."""
+    fig = go.Figure()
+    for name, ts in times_ms.items():
+        fig.add_box(y=list(ts), name=name, boxpoints="all", jitter=0.4, pointpos=0, hovertemplate="%{y:.1f} ms")
+    fig.update_layout(title=title, yaxis_title="milliseconds per forward + backward", showlegend=False, height=420)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 5: loss
+def logit_shift_figure(
+    logits: Sequence[float], labels: Sequence[str], shifts: Sequence[float] = tuple(range(-4, 7))
+) -> go.Figure:
+    """Add the same constant c to every logit (slider): the probabilities do not move, log Z moves by c.
+
+    Left: the logits z + c. Right: softmax(z + c). The title reports log Z and the z-loss 1e-4 (log Z)^2, the only
+    quantities the shift changes; this is why cross-entropy alone leaves log Z free and z-loss pins it near 0.
+    """
+    from plotly.subplots import make_subplots
+
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    p = torch.softmax(z, -1).tolist()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("logits z + c (dashed: log Z)", "probabilities softmax(z + c)"))
+    start = list(shifts).index(0) if 0 in shifts else 0
+    log_zs = [torch.logsumexp(z + c, -1).item() for c in shifts]
+    fig.add_shape(
+        type="line",
+        xref="x domain",
+        x0=0,
+        x1=1,
+        yref="y",
+        y0=log_zs[start],
+        y1=log_zs[start],
+        line=dict(color="#d62728", dash="dash"),
+    )
+    fig.add_bar(x=list(labels), y=(z + shifts[start]).tolist(), row=1, col=1, marker_color="#1f77b4")
+    fig.add_bar(x=list(labels), y=p, row=1, col=2, marker_color="#2ca02c", text=[f"{v:.3f}" for v in p])
+
+    def title(c: float) -> str:
+        log_z = torch.logsumexp(z + c, -1).item()
+        return f"c = {c:+g}: log Z = {log_z:.3f}, z-loss = 1e-4·(log Z)² = {1e-4 * log_z**2:.2e}"
+
+    steps = [
+        dict(
+            method="update",
+            label=f"{c:+g}",
+            args=[{"y": [(z + c).tolist(), p]}, {"title.text": title(c), "shapes[0].y0": lz, "shapes[0].y1": lz}],
+        )
+        for c, lz in zip(shifts, log_zs, strict=True)
+    ]
+    lo, hi = float(z.min()) + min(shifts), max(log_zs)
+    fig.update_layout(
+        title=title(shifts[start]),
+        showlegend=False,
+        height=420,
+        margin=dict(t=90),
+        sliders=[dict(active=start, steps=steps, currentvalue=dict(prefix="shift c = "), pad=dict(t=50))],
+    )
+    fig.update_yaxes(range=[min(lo, 0) - 0.5, hi + 0.5], row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    return fig
+
+
+def loss_and_log_z_figure(runs: dict[str, dict[str, Sequence[float]]], ln_v: float) -> go.Figure:
+    """Cross-entropy (left, with the ln V of a uniform guess) and mean log Z (right) per step, for several runs.
+
+    runs: name -> {"step": [...], "ce": [...], "log_z": [...]}. Legend clicks hide a run in both panels.
+    """
+    from plotly.subplots import make_subplots
+
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("cross-entropy (nats per token)", "mean log Z"))
+    for (name, r), color in zip(runs.items(), colors, strict=False):
+        for col, key in ((1, "ce"), (2, "log_z")):
+            fig.add_scatter(
+                x=list(r["step"]),
+                y=list(r[key]),
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                row=1,
+                col=col,
+                line=dict(color=color),
+                hovertemplate=f"{name}<br>step %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+    fig.add_hline(y=ln_v, line_dash="dot", line_color="#555", annotation_text=f"ln V = {ln_v:.2f}", row=1, col=1)
+    fig.add_hline(y=0, line_color="#bbb", row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=430, legend=dict(orientation="h", y=-0.2), title="Training with and without z-loss")
+    return fig
+
+
+def prediction_steps_figure(
+    snapshots: Sequence[tuple[int, Sequence[str], Sequence[float]]], context: str, target: str | None = None
+) -> go.Figure:
+    """The model's top predictions for one fixed context, with a slider over training steps.
+
+    snapshots: (step, token labels, probabilities) for each saved step, each the top-k tokens at that step.
+    ``target``, if given, is highlighted when it appears among the top-k.
+    """
+    if not snapshots:
+        raise ValueError("need at least one (step, labels, probabilities) snapshot")
+
+    def colors(labels: Sequence[str]) -> list[str]:
+        return ["#d62728" if lab == target else "#1f77b4" for lab in labels]
+
+    _, labels0, probs0 = snapshots[0]
+    fig = go.Figure(
+        go.Bar(
+            x=list(probs0),
+            y=list(labels0),
+            orientation="h",
+            marker_color=colors(labels0),
+            text=[f"{p:.3f}" for p in probs0],
+            textposition="outside",
+            hovertemplate="%{y}: p = %{x:.4f}<extra></extra>",
+        )
+    )
+    steps = [
+        dict(
+            method="restyle",
+            label=str(s),
+            args=[{"x": [list(p)], "y": [list(lab)], "text": [[f"{v:.3f}" for v in p]], "marker.color": [colors(lab)]}],
+        )
+        for s, lab, p in snapshots
+    ]
+    fig.update_layout(
+        title=f"What comes after “{context}”?" + (f" (the text continues with {target!r}, in red)" if target else ""),
+        xaxis=dict(range=[0, 1.05], title="predicted probability"),
+        yaxis=dict(autorange="reversed", type="category"),
+        sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="after training step "), pad=dict(t=50))],
+        height=460,
+        margin=dict(l=140),
     )
     return fig
