@@ -586,7 +586,7 @@ def memory_trace_figure(traces: dict, levels: dict[str, float] | None = None) ->
 
 
 # --------------------------------------------------------------------------------------------- chapter 4: feed-forward
-def activation_figure(lo: float = -5.0, hi: float = 5.0, points: int = 401) -> go.Figure:
+def activation_figure(lo: float = -5.0, hi: float = 5.0, points: int = 201) -> go.Figure:
     """ReLU, GELU and Swish (left) and their derivatives (right), with a menu to show one curve or all.
 
     Clicking a legend entry hides a curve in both panels (the two traces of a function share a legend group).
@@ -606,8 +606,8 @@ def activation_figure(lo: float = -5.0, hi: float = 5.0, points: int = 401) -> g
     for name, (f, df, color) in curves.items():
         for col, fn in ((1, f), (2, df)):
             fig.add_scatter(
-                x=x.tolist(),
-                y=fn(x).tolist(),
+                x=x.float().numpy(),  # float32 arrays travel as compact binary in the page
+                y=fn(x).float().numpy(),
                 name=name,
                 legendgroup=name,
                 showlegend=col == 1,
@@ -658,7 +658,7 @@ def swish_beta_figure(betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 1.702, 2.0,
     return fig
 
 
-def gated_unit_figure(lim: float = 3.0, points: int = 61) -> go.Figure:
+def gated_unit_figure(lim: float = 3.0, points: int = 41) -> go.Figure:
     """The gated linear units of Shazeer (2020) as maps: f(a) * b over the gate a = x·w and the value b = x·v.
 
     A menu switches f: sigmoid (GLU, Dauphin et al. 2017), identity (bilinear), ReLU (ReGLU), GELU (GEGLU),
@@ -677,7 +677,7 @@ def gated_unit_figure(lim: float = 3.0, points: int = 61) -> go.Figure:
     }
     fig = go.Figure()
     for i, (name, f) in enumerate(variants.items()):
-        z = (b[:, None] * f(a)[None, :]).tolist()  # rows: b, columns: a
+        z = (b[:, None] * f(a)[None, :]).float().numpy()  # rows: b, columns: a; float32 binary in the page
         fig.add_heatmap(
             x=a.tolist(),
             y=b.tolist(),
