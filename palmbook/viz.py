@@ -257,13 +257,13 @@ def _graph_layout(order: Sequence) -> dict[int, tuple[float, float]]:
     return {id(n): (float(col[id(n)] - leftmost), -y[id(n)]) for n in order}
 
 
-def backward_pass_figure(root, title: str = "The backward pass, one node at a time") -> go.Figure:
+def backward_pass_figure(root) -> go.Figure:
     """The computation graph of a :class:`palmbook.scratch.autograd.Value`, with a slider through its backward pass.
 
     Runs ``root.backward()`` (after zeroing every gradient in the graph). Step 0 shows the forward pass (values);
     step k shows the gradients after the k-th node has passed its gradient to its parents, with that node outlined
     in red and the title saying what it passed to whom. Hover a node for its value and gradient. Works without a
-    kernel (plotly frames).
+    kernel (each slider step restyles the nodes).
     """
     from .scratch.autograd import topological_order
 
@@ -324,7 +324,7 @@ def backward_pass_figure(root, title: str = "The backward pass, one node at a ti
             return f"{args[0]}{n.op}"
         return f"{n.op}({args[0]})"
 
-    def frame_data(k: int) -> list[go.Scatter]:
+    def node_trace(k: int) -> go.Scatter:
         grads = snapshots[k]
         done = {id(n) for n in steps[:k]}
         current = steps[k - 1] if k > 0 else None
@@ -352,7 +352,7 @@ def backward_pass_figure(root, title: str = "The backward pass, one node at a ti
             marker=dict(symbol="square", size=58, color=fill, line=dict(color=line, width=width)),
             showlegend=False,
         )
-        return [nodes]
+        return nodes
 
     def caption(k: int) -> str:
         if k == 0:
@@ -368,54 +368,30 @@ def backward_pass_figure(root, title: str = "The backward pass, one node at a ti
     edges = go.Scatter(
         x=edge_x, y=edge_y, mode="lines", line=dict(color="#bbb", width=1), hoverinfo="skip", showlegend=False
     )
-    n_frames = len(steps) + 1
-    frames = [
-        go.Frame(name=str(k), data=frame_data(k), traces=[1], layout=dict(title_text=caption(k)))
-        for k in range(n_frames)
-    ]
-    fig = go.Figure(data=[edges, *frame_data(0)], frames=frames)
-    slider_steps = [
-        dict(
-            method="animate",
-            label=str(k) if k else "fwd",
-            args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))],
+    fig = go.Figure(data=[edges, node_trace(0)])
+    # Each slider step restyles the node trace (index 1) and retitles the figure: no animation frames, which
+    # exported HTML would autoplay on load.
+    slider_steps = []
+    for k in range(len(steps) + 1):
+        t = node_trace(k)
+        restyle = {
+            "text": [t.text],
+            "hovertext": [t.hovertext],
+            "marker.color": [t.marker.color],
+            "marker.line.color": [t.marker.line.color],
+            "marker.line.width": [t.marker.line.width],
+        }
+        slider_steps.append(
+            dict(method="update", label=str(k) if k else "fwd", args=[restyle, {"title.text": caption(k)}, [1]])
         )
-        for k in range(n_frames)
-    ]
-    play = dict(
-        type="buttons",
-        showactive=False,
-        x=0.0,
-        y=-0.08,
-        xanchor="left",
-        yanchor="top",
-        buttons=[
-            dict(
-                label="▶ play",
-                method="animate",
-                args=[None, dict(frame=dict(duration=900, redraw=True), fromcurrent=True)],
-            )
-        ],
-    )
     fig.update_layout(
         title=dict(text=caption(0), font=dict(size=13)),
         annotations=arrows,
-        sliders=[
-            dict(
-                active=0,
-                steps=slider_steps,
-                x=0.1,
-                len=0.9,
-                y=-0.02,
-                currentvalue=dict(prefix="backward step ", font=dict(size=12)),
-            )
-        ],
-        updatemenus=[play],
+        sliders=[dict(active=0, steps=slider_steps, currentvalue=dict(prefix="backward step ", font=dict(size=12)))],
         xaxis=dict(visible=False, range=[min(xs) - 0.5, max(xs) + 0.5]),
         yaxis=dict(visible=False, range=[min(ys) - 0.8, max(ys) + 0.6]),
         height=380 + 40 * max(0, int(max(ys) - min(ys)) - 2),
         margin=dict(l=10, r=10, t=60, b=90),
-        meta=dict(figure=title),
     )
     return fig
 
@@ -430,7 +406,8 @@ def descent_figure(
     """Gradient descent on a 2-parameter loss surface: contours on the left, loss per step on the right.
 
     loss_grid[i][j] is the loss at (w_grid[j], b_grid[i]). ``paths`` maps a label (e.g. a learning rate) to the
-    (w, b, loss) after each step, step 0 first; all paths have the same length. A slider moves every path to step k.
+    (w, b, loss) after each step, step 0 first; all paths have the same length. A slider moves every path to step k
+    (it restyles the traces, so it works on a static page).
     """
     from plotly.subplots import make_subplots
 
@@ -472,7 +449,7 @@ def descent_figure(
                     y=b,
                     mode="lines+markers",
                     line=dict(color=c, width=2),
-                    marker=dict(size=4),
+                    marker=dict(size=[4] * k + [11]),  # the current (w, b) stands out
                     name=label,
                     legendgroup=label,
                     hovertemplate=f"{label}<br>w=%{{x:.3f}}<br>b=%{{y:.3f}}<extra></extra>",
@@ -496,42 +473,22 @@ def descent_figure(
     for i, t in enumerate(traces(0)):
         fig.add_trace(t, row=1, col=1 + i % 2)
     ids = list(range(1, 1 + 2 * len(paths)))
-    fig.frames = [go.Frame(name=str(k), data=traces(k), traces=ids) for k in range(n)]
     all_losses = [p[2] for path in paths.values() for p in path]
     fig.update_xaxes(title_text=axis_titles[0], row=1, col=1)
     fig.update_yaxes(title_text=axis_titles[1], row=1, col=1)
     fig.update_xaxes(title_text="step", range=[-0.5, n - 0.5], row=1, col=2)
     fig.update_yaxes(title_text="mean loss", range=[0, max(all_losses) * 1.05], row=1, col=2)
-    steps = [
-        dict(
-            method="animate",
-            label=str(k),
-            args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))],
-        )
-        for k in range(n)
-    ]
+    # Each slider step restyles the path traces: no animation frames, which exported HTML would autoplay on load.
+    steps = []
+    for k in range(n):
+        ts = traces(k)
+        restyle = {"x": [t.x for t in ts], "y": [t.y for t in ts], "marker.size": [t.marker.size for t in ts]}
+        steps.append(dict(method="restyle", label=str(k), args=[restyle, ids]))
     fig.update_layout(
         sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="gradient-descent step "), pad=dict(t=50))],
-        updatemenus=[
-            dict(
-                type="buttons",
-                showactive=False,
-                x=0,
-                y=-0.12,
-                xanchor="left",
-                yanchor="top",
-                buttons=[
-                    dict(
-                        label="▶ play",
-                        method="animate",
-                        args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True)],
-                    )
-                ],
-            )
-        ],
-        legend=dict(title="learning rate", orientation="h", y=1.15, x=0.6),
-        height=470,
-        margin=dict(t=90, b=110),
+        legend=dict(title="learning rate", orientation="h", y=1.22, x=0.0),
+        height=480,
+        margin=dict(t=110, b=90),
     )
     return fig
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -27,12 +27,25 @@ from ..config import PaLMConfig
 
 __all__ = [
     "MemoryTrace",
+    "SavedTensor",
     "SavedTensors",
     "block_activation_floats_per_token",
     "hidden_with_checkpointing",
     "memory_trace",
     "saved_tensors",
 ]
+
+
+class SavedTensor(NamedTuple):
+    """One tensor autograd saved: its shape and dtype, the bytes of the storage behind it, what that storage is,
+    and the operation that produced the tensor (its ``grad_fn`` without "Backward0"; "" when it has none: a leaf,
+    or an output the operation saves itself before autograd links it)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    storage_bytes: int
+    kind: str  # "activation" (a storage counted here), "view" (of a storage already counted), "model state"
+    producer: str
 
 
 @dataclass
@@ -42,13 +55,13 @@ class SavedTensors:
     activation_bytes: bytes of the distinct storages saved that are not model state (the activations).
     state_bytes: bytes of saved storages that belong to the model (weights, RoPE tables): saved by reference, they
         cost no extra memory, so they are reported apart.
-    shapes: (shape, dtype, nbytes of its storage, is_model_state) for every save, in order (a storage saved twice
-        appears twice here but is counted once above).
+    shapes: every save, in order, as a :class:`SavedTensor`; a storage saved again (directly or through a view)
+        is listed with kind "view" and not counted twice.
     """
 
     activation_bytes: int
     state_bytes: int
-    shapes: list[tuple[tuple[int, ...], torch.dtype, int, bool]] = field(repr=False)
+    shapes: list[SavedTensor] = field(repr=False)
 
 
 def saved_tensors(fn: Callable[[], Any], model: nn.Module | None = None) -> tuple[Any, SavedTensors]:
@@ -64,14 +77,16 @@ def saved_tensors(fn: Callable[[], Any], model: nn.Module | None = None) -> tupl
     if model is not None:
         state = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     sizes: dict[int, tuple[int, bool]] = {}
-    shapes: list[tuple[tuple[int, ...], torch.dtype, int, bool]] = []
+    shapes: list[SavedTensor] = []
 
     def pack(t: Tensor) -> Tensor:
         storage = t.untyped_storage()
         ptr, nbytes = storage.data_ptr(), storage.nbytes()
         is_state = ptr in state
+        kind = "model state" if is_state else ("view" if ptr in sizes else "activation")
         sizes[ptr] = (nbytes, is_state)
-        shapes.append((tuple(t.shape), t.dtype, nbytes, is_state))
+        producer = type(t.grad_fn).__name__.removesuffix("Backward0") if t.grad_fn is not None else ""
+        shapes.append(SavedTensor(tuple(t.shape), t.dtype, nbytes, kind, producer))
         return t  # keep the tensor itself: we only look, autograd behaves exactly as without the hook
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
