@@ -40,6 +40,7 @@ __all__ = [
     "list_checkpoints",
     "load_tensors",
     "read_checkpoint",
+    "resolve_model_dir",
     "unflatten_optimizer_state",
     "write_checkpoint",
 ]
@@ -196,3 +197,34 @@ def unflatten_optimizer_state(tensors: dict[str, Tensor], meta: dict[str, Any]) 
             g["betas"] = tuple(g["betas"])
         groups.append(g)
     return {"state": state, "param_groups": groups}
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """The directory holding a model (``model.safetensors`` + ``config.json``) that ``path`` points at.
+
+    ``path`` may be such a directory itself, a training ``out_dir`` (its ``best/`` if there is one, else its
+    newest checkpoint that passes verification), or the name of a model shipped with the package.
+    """
+    p = Path(path)
+    if not p.exists():
+        from .pretrained import available_pretrained, pretrained_dir
+
+        if str(path) in available_pretrained():
+            return pretrained_dir(str(path))
+        raise FileNotFoundError(
+            f"no model at {p}: give a directory written by PaLM.save_pretrained, a training out_dir, or a shipped "
+            f"model name ({', '.join(available_pretrained()) or 'none installed'})"
+        )
+    if not p.is_dir():
+        raise NotADirectoryError(f"{p} is a file; give the directory that holds model.safetensors and config.json")
+    if (p / "model.safetensors").is_file():
+        return p
+    if (p / "best" / "model.safetensors").is_file():
+        return p / "best"
+    for _, ckpt in reversed(list_checkpoints(p / "checkpoints")):
+        try:
+            read_checkpoint(ckpt)
+        except (CorruptCheckpoint, FileNotFoundError):
+            continue
+        return ckpt
+    raise FileNotFoundError(f"{p} holds no model.safetensors, best/ or valid checkpoints/; is it the right directory?")

@@ -43,6 +43,7 @@ import os
 import random
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections import deque
@@ -69,16 +70,19 @@ from .checkpoint import (
 from .config import PaLMConfig
 from .flops import flops_per_token, peak_flops_for
 from .loss import lm_loss
+from .model import PaLM
 from .optim import LRSchedule, build_optimizer, make_scheduler
 
 __all__ = [
     "Callback",
+    "LMData",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
     "evaluate_lm",
     "load_metrics",
+    "prepare_lm_data",
     "train",
 ]
 
@@ -1251,3 +1255,216 @@ def _in_notebook() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+# ============================================================================================ data for a run
+@dataclass
+class LMData:
+    """What a training run reads: the tokenizer, train / validation blocks (N, T + 1), and the validation
+    text's characters per token (for the per-character loss)."""
+
+    tokenizer: Any
+    train: Tensor
+    validation: Tensor | None
+    chars_per_token: float | None
+
+
+def prepare_lm_data(
+    source: Any = "shakespeare",
+    *,
+    seq_len: int,
+    tokenizer: Any = None,
+    vocab_size: int | None = None,
+    sample_by: str = "document",
+    cache_dir: str | os.PathLike | None = None,
+) -> LMData:
+    """Load a corpus, train a tokenizer on its train split unless one is given, and pack both splits into
+    blocks of ``seq_len + 1`` tokens (documents joined by the end-of-document token, §5).
+
+    ``source`` is :func:`palmbook.data.load_corpus`'s ("shakespeare", a path, "hub:owner/name").
+    ``chars_per_token`` = characters / tokens of the whole validation split (end-of-document tokens counted).
+    """
+    from .data import load_corpus, pack, tokenize
+    from .tokenizer import Tokenizer
+
+    corpus = load_corpus(source, sample_by=sample_by)
+    if tokenizer is None:
+        if vocab_size is None:
+            raise ValueError("give a tokenizer or the vocab_size of one to train")
+        tokenizer = Tokenizer.train(corpus["train"]["text"], vocab_size=vocab_size)
+    train_ids = tokenize(corpus["train"], tokenizer, cache_dir=cache_dir)
+    train_blocks = pack(train_ids, seq_len + 1, tokenizer.eod_id)
+    val_blocks, cpt = None, None
+    if "validation" in corpus and len(corpus["validation"]):
+        val_ids = tokenize(corpus["validation"], tokenizer, cache_dir=cache_dir)
+        texts = [t for t in corpus["validation"]["text"] if t]
+        n_tokens = sum(len(ids) + 1 for ids in val_ids["input_ids"] if len(ids))
+        cpt = sum(len(t) for t in texts) / max(n_tokens, 1)
+        try:
+            val_blocks = pack(val_ids, seq_len + 1, tokenizer.eod_id)
+        except ValueError as e:
+            raise ValueError(f"validation split of {source!r}: {e}") from None
+    return LMData(tokenizer, train_blocks, val_blocks, cpt)
+
+
+# ============================================================================================ command line
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS, "distributed": DISTRIBUTED}
+RUN_FILE = "run.json"
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``palmbook train`` (called by :mod:`palmbook.cli`)."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a PaLM on a corpus (one process, or many under torchrun)",
+        description="Train a PaLM. Sizes default to the profile (PALMBOOK_PROFILE); every TrainConfig field is a "
+        "flag. Under torchrun the same command trains with DDP (or --distributed fsdp).",
+    )
+    p.add_argument(
+        "--out-dir",
+        dest="out_dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="where checkpoints, metrics.jsonl, best/ and tokenizer.model go (required)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out-dir from its newest valid checkpoint"
+    )
+    p.add_argument("--preset", help=f"model size: {', '.join(PaLMConfig.presets())} (default: the profile's)")
+    p.add_argument("--model-config", metavar="JSON", help="a PaLMConfig JSON file instead of --preset")
+    p.add_argument("--seq-len", type=int, metavar="T", help="training sequence length (default: the profile's)")
+    p.add_argument("--vocab-size", type=int, metavar="V", help="vocabulary size of the model and its tokenizer")
+    p.add_argument("--dropout", type=float, help="residual dropout (0 in pre-training, §5)")
+    p.add_argument("--config", metavar="JSON", help="a TrainConfig JSON file; explicit flags override it")
+    p.add_argument(
+        "--data",
+        default="shakespeare",
+        help="corpus: 'shakespeare' (default, offline), a text file or directory, or hub:owner/name",
+    )
+    p.add_argument(
+        "--sample-by",
+        default="document",
+        choices=("document", "paragraph", "line"),
+        help="for text files: one training document per file, paragraph or line",
+    )
+    p.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.model to use (default: train one on the data)")
+    g = p.add_argument_group("training options (TrainConfig fields; see help(palmbook.TrainConfig))")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "out_dir":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type).replace(" | None", "")
+        kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=f"(default: {f.default!r})")
+        if kind == "bool":
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif kind.startswith("tuple"):
+            g.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), **kw)
+        else:
+            convert = {"int": int, "float": float, "str": str}[kind]
+            if "None" in str(f.type):  # "--grad-clip none" turns a feature off
+                convert = _or_none(convert)
+                kw["help"] += "; 'none' to unset"
+            g.add_argument(flag, type=convert, choices=_CHOICES.get(f.name), **kw)
+    p.set_defaults(func=run_cli)
+
+
+def _or_none(convert: Any) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its error message
+    return parse
+
+
+def run_cli(args: Any) -> int:
+    """``palmbook train``: build (or reload) the model, data and config, then train. Returns the exit code."""
+    from .io import atomic_write
+    from .profiles import profile
+    from .tokenizer import Tokenizer
+
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if "out_dir" not in flags:
+        raise ValueError("palmbook train needs --out-dir DIR (checkpoints, logs and the tokenizer go there)")
+    out = Path(flags["out_dir"])
+    run_path = out / RUN_FILE
+    prof = profile()
+    if args.resume and run_path.is_file():
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        model_config = PaLMConfig.from_dict(run["model_config"])
+        base = run["train_config"]
+        source, seq_len, sample_by = run["data"], run["seq_len"], run.get("sample_by", "document")
+        tokenizer_path: Path | None = out / "tokenizer.model"
+    else:
+        if args.resume:
+            raise FileNotFoundError(f"nothing to resume: {run_path} does not exist; drop --resume to start a new run")
+        if args.model_config:
+            model_config = PaLMConfig.load(args.model_config)
+        else:
+            model_config = PaLMConfig.preset(args.preset or prof.preset)
+        for name in ("vocab_size", "dropout"):
+            if getattr(args, name) is not None:
+                model_config = model_config.replace(**{name: getattr(args, name)})
+        seq_len = args.seq_len or min(prof.seq_len, model_config.max_seq_len)
+        if seq_len > model_config.max_seq_len:
+            raise ValueError(f"--seq-len {seq_len} exceeds the model's max_seq_len={model_config.max_seq_len}")
+        steps = flags.get("steps", prof.train_steps)
+        base = dict(steps=steps, batch_size=prof.batch_size, eval_batches=prof.eval_batches, seed=prof.seed,
+                    eval_every=max(1, steps // 10), checkpoint_every=max(1, steps // 10))  # fmt: skip
+        if args.config:
+            base.update(TrainConfig.load(args.config).to_dict())
+        source, sample_by = args.data, args.sample_by
+        tokenizer_path = Path(args.tokenizer) if args.tokenizer else None
+        if tokenizer_path is not None and not tokenizer_path.exists():
+            raise FileNotFoundError(f"no tokenizer at {tokenizer_path}")
+    config = TrainConfig.from_dict({**base, **flags, "out_dir": str(out)})
+
+    rank, world, _ = _init_distributed(config)  # before the data: rank 0 trains the tokenizer, the rest wait
+    try:
+        data = None
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            tok = Tokenizer.load(tokenizer_path) if tokenizer_path is not None else None
+            data = prepare_lm_data(source, seq_len=seq_len, tokenizer=tok, vocab_size=model_config.vocab_size,
+                                   sample_by=sample_by)  # fmt: skip
+            data.tokenizer.save(out / "tokenizer.model")
+            if data.tokenizer.vocab_size > model_config.vocab_size:
+                raise ValueError(
+                    f"the tokenizer has {data.tokenizer.vocab_size} pieces but the model only "
+                    f"{model_config.vocab_size}; use a model config with vocab_size >= {data.tokenizer.vocab_size}"
+                )
+            run = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "data": source,
+                   "seq_len": seq_len, "sample_by": sample_by, "argv": sys.argv}  # fmt: skip
+            text = json.dumps(run, indent=2) + "\n"
+            atomic_write(run_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        if world > 1:
+            dist.barrier()
+        if data is None:  # other ranks: the tokenizer and tokenized corpus are now on disk and in the cache
+            data = prepare_lm_data(source, seq_len=seq_len, tokenizer=Tokenizer.load(out / "tokenizer.model"),
+                                   sample_by=sample_by)  # fmt: skip
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        model = PaLM(model_config)
+        trainer = Trainer(model, config, data.train, data.validation, tokenizer=data.tokenizer,
+                          chars_per_token=data.chars_per_token)  # fmt: skip
+        if rank == 0:
+            n = model.num_parameters()
+            _say(
+                f"palmbook train: {model_config} ({n:,} parameters), {data.train.shape[0]:,} training blocks of "
+                f"{seq_len} tokens, {world} process(es), {trainer.precision}, mode {trainer.mode} -> {out}"
+            )
+        result = trainer.fit(resume=args.resume)
+        if rank == 0:
+            summary = f"step {result.step}"
+            if result.best_val_loss is not None:
+                summary += f", best val loss {result.best_val_loss:.4f} at step {result.best_step}"
+            if result.interrupted:
+                _say(
+                    f"stopped by {result.interrupted} at {summary}; continue with: palmbook train --out-dir {out} "
+                    "--resume"
+                )
+            else:
+                _say(f"done: {summary}; model in {out / 'best' if result.best_step else out / 'checkpoints'}")
+        return {"SIGINT": 130, "SIGTERM": 143}.get(result.interrupted or "", 0)
+    finally:
+        cleanup_distributed()

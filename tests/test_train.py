@@ -174,6 +174,14 @@ def test_resume_after_sigint_is_bit_exact(tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
 
 
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    result = Trainer(tiny(), quick(out_dir=str(tmp_path)), random_blocks(), callbacks=[StopAt(2, signal.SIGTERM)]).fit()
+    assert result.interrupted == "SIGTERM" and result.step == 2
+    assert read_checkpoint(tmp_path / "checkpoints" / "step_00000002")["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == before  # the handlers are put back
+
+
 def test_truncated_checkpoint_is_detected_and_the_previous_one_used(tmp_path):
     cfg = quick(steps=4, out_dir=str(tmp_path), checkpoint_every=2)
     reference = Trainer(tiny(), cfg, random_blocks()).fit()

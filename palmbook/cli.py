@@ -1,0 +1,84 @@
+"""The ``palmbook`` command: one argparse program; each subcommand lives in its own module.
+
+    palmbook train ...        palmbook.train       (also under torchrun: see palmbook.train's docstring)
+    palmbook generate ...     palmbook.generate
+    palmbook doctor           palmbook.doctor
+    python -m palmbook ...    the same program
+
+Adding a subcommand: write ``add_cli(subparsers)`` in your module (it calls ``subparsers.add_parser(name, ...)``
+and ``set_defaults(func=run)``, where ``run(args) -> int`` returns the exit code), then add the module to
+:data:`COMMANDS`. Nothing else here changes.
+
+Errors a user can fix (a missing file, a corrupt checkpoint, a bad option) print ONE line to stderr and exit
+with a non-zero code; a traceback means a bug in palmbook (``PALMBOOK_DEBUG=1`` shows tracebacks always).
+Exit codes: 0 done, 1 error, 2 bad command line, 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+
+# Subcommand name -> the module whose add_cli(subparsers) registers it, in the order `palmbook --help` lists them.
+COMMANDS: dict[str, str] = {
+    "train": "palmbook.train",
+    "generate": "palmbook.generate",
+    "doctor": "palmbook.doctor",
+    # "bench": "palmbook.bench",   (teammates: add yours here)
+    # "book": "palmbook.book",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix; raise it (or a ValueError / FileNotFoundError) with a message naming the fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line instead of argparse's usage block + error: the usage is one --help away.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="palmbook", description="PaLM, built chapter by chapter: train, sample, inspect.")
+    parser.add_argument("--version", action="version", version=f"palmbook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_cli(sub)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoint import CorruptCheckpoint
+    from .train import TrainingDiverged
+
+    return (UserError, ValueError, OSError, CorruptCheckpoint, TrainingDiverged, ModuleNotFoundError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("palmbook: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        if os.environ.get("PALMBOOK_DEBUG"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"palmbook {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
