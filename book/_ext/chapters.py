@@ -4,7 +4,8 @@
     python book/_ext/chapters.py execute                                      # every chapter, profile cpu
     python book/_ext/chapters.py execute book/03_attention.ipynb              # one chapter
 
-Executing writes the notebook back with its outputs and its **widget state** (nbclient's ``store_widget_state``):
+Executing first brings the Colab install cell up to date with ``_config.yml``, then writes the notebook back with
+its outputs and its **widget state** (nbclient's ``store_widget_state``):
 the static book draws ipywidgets from that state, and nbval or a plain "Save" in Jupyter may not store it.
 The repository's address comes from ``_config.yml`` (its one home); tests/test_notebooks.py checks every
 chapter's install cell against :func:`colab_install_source`.
@@ -65,10 +66,25 @@ if "google.colab" in sys.modules:
     import subprocess
 
     # No torch pin: Colab's own CUDA build of torch satisfies palmbook's requirement and stays.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "palmbook @ git+{url}@{branch}"], check=True)
+    spec = "palmbook @ git+{url}@{branch}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec], check=True)
     if shutil.which("nvidia-smi") is None:
-        print("WARNING: this Colab runtime has no GPU. Choose Runtime > Change runtime type > T4 GPU and run all "
-              "cells again (on the CPU the chapter runs with the smaller 'cpu' profile).")"""
+        print(
+            "WARNING: this Colab runtime has no GPU. Choose Runtime > Change runtime type > T4 GPU and run all "
+            "cells again (on the CPU the chapter runs with the smaller 'cpu' profile)."
+        )"""
+
+
+def sync_install_cell(nb: nbformat.NotebookNode) -> bool:
+    """Rewrite a chapter's Colab install cell to the current :func:`colab_install_source` (the repository url or
+    branch in _config.yml may have changed). Only a first code cell that already is an install cell is touched."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or not code[0].source.startswith("# Colab only"):
+        return False
+    changed = code[0].source != colab_install_source()
+    code[0].source = colab_install_source()
+    code[0].metadata["tags"] = sorted({*code[0].metadata.get("tags", []), *COLAB_CELL_TAGS})
+    return changed
 
 
 def header_cells(title: str) -> list[nbformat.NotebookNode]:
@@ -99,8 +115,8 @@ def new_chapter(path: Path, title: str) -> Path:
     ]
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
-    rel = path.resolve().relative_to(ROOT).with_suffix("").as_posix()
-    print(f"wrote {path}. When it runs: `make execute NB={path}`, then add `- file: {rel}` to _toc.yml")
+    entry = _rel(path.with_suffix(""))
+    print(f"wrote {path}. When it runs: `make execute NB={path}`, then add `- file: {entry}` to _toc.yml")
     return path
 
 
@@ -114,6 +130,7 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 1800) -> Non
     for path in (p.resolve() for p in paths):
         start = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
+        sync_install_cell(nb)
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
@@ -130,7 +147,13 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 1800) -> Non
         nb.metadata.pop("papermill", None)
         nbformat.validate(nb)
         nbformat.write(nb, path)
-        print(f"executed {path.relative_to(ROOT)} (profile {profile}) in {time.perf_counter() - start:.1f} s")
+        print(f"executed {_rel(path)} (profile {profile}) in {time.perf_counter() - start:.1f} s")
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (for messages)."""
+    path = path.resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
