@@ -10,6 +10,10 @@ PY      := $(VENV)/bin/python
 # (set TORCH=torch to let pip choose, e.g. a CUDA build).
 TORCH   ?= torch==2.13.0
 PROFILE ?= cpu
+# `make execute NB=book/03_attention.ipynb` executes one chapter; without NB, every book/NN_*.ipynb.
+NB      ?=
+# `make book` builds what it can and reports problems; CI's test builds strictly (-W -n): see tests/test_book_build.py.
+JBFLAGS ?= --keep-going
 
 .PHONY: book test execute lint clean
 
@@ -19,6 +23,14 @@ $(VENV)/.installed-%: pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[$*]"
 	touch $@
+
+book: $(VENV)/.installed-book
+	$(PY) book/_ext/assets.py
+	$(VENV)/bin/jupyter-book build . $(JBFLAGS)
+	@echo "The book is built: open _build/html/index.html"
+
+execute: $(VENV)/.installed-book
+	$(PY) book/_ext/chapters.py execute --profile $(PROFILE) $(NB)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 --dist loadfile

@@ -1,0 +1,295 @@
+"""The built book as a reader's browser sees it: every page, served from 127.0.0.1, with every request that
+would leave the site aborted.
+
+The session fixture builds the book strictly (`jupyter-book build . --all -W -n --keep-going`) unless
+`_build/html` already holds a strict build newer than every source. Chromium is Debian's (/usr/bin/chromium),
+driven by playwright (`playwright install` is never needed). Without Chromium these tests skip, unless
+PALMBOOK_REQUIRE_BROWSER=1 (set by .ci/run) turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+STAMP = HTML / ".palmbook-strict-build"  # written only after a strict build succeeded
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+import chapters  # noqa: E402  (book/_ext/chapters.py)
+
+CHROMIUM = os.environ.get("PALMBOOK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+PAGE_TIMEOUT_MS = 60_000
+SETTLE_MS = 500  # after everything is drawn, wait this long for late errors
+
+
+def toc_files() -> list[str]:
+    """Every document of _toc.yml (root, chapters, sections), as paths without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    found = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return found
+
+
+def source_of(doc: str) -> Path:
+    for suffix in (".ipynb", ".md"):
+        if (ROOT / f"{doc}{suffix}").is_file():
+            return ROOT / f"{doc}{suffix}"
+    raise FileNotFoundError(f"_toc.yml lists {doc!r}, but neither {doc}.ipynb nor {doc}.md exists")
+
+
+PAGES = [f"{doc}.html" for doc in toc_files()] + ["index.html", "search.html", "genindex.html"]
+CHAPTER_PAGES = [f"{doc}.html" for doc in toc_files() if source_of(doc).suffix == ".ipynb"]
+
+
+def test_toc_lists_only_files_that_exist():
+    for doc in toc_files():
+        assert source_of(doc).is_file()
+
+
+# ----------------------------------------------------------------------------------------------- the build
+def _sources() -> list[Path]:
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml"]
+    files += [p for p in (ROOT / "book").rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts]
+    return files
+
+
+def _build_is_fresh() -> bool:
+    return STAMP.is_file() and STAMP.stat().st_mtime >= max(p.stat().st_mtime for p in _sources())
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """_build/html from a strict build of the current sources (built here if needed)."""
+    if not _build_is_fresh():
+        STAMP.unlink(missing_ok=True)
+        jb = Path(sys.executable).with_name("jupyter-book")
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "--all", "-W", "-n", "--keep-going"]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"strict build failed ({' '.join(cmd)}):\n{log[-6000:]}"
+        assert "CDN" not in log, f"the book is not self-contained:\n{log[-2000:]}"
+        STAMP.write_text(f"strict build in {time.perf_counter() - start:.1f} s\n")
+    return HTML
+
+
+def test_every_toc_page_was_built(built_book):
+    for page in PAGES:
+        assert (built_book / page).is_file(), page
+
+
+def test_no_page_refers_to_an_outside_script_or_stylesheet(built_book):
+    for page in PAGES:
+        html = (built_book / page).read_text(encoding="utf-8")
+        for tag in ('<script src="http', '<link rel="stylesheet" href="http', 'src="//', 'href="//'):
+            assert tag not in html, f"{page}: {tag}"
+
+
+# --------------------------------------------------------------------------------------------- the browser
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=built_book))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# What a page must show once its scripts have run, measured in the page.
+PROBE = """() => {
+  const q = (s) => document.querySelectorAll(s);
+  const plots = [...q('.js-plotly-plot')];
+  const maths = [...q('.math')];
+  const mermaids = [...q('.mermaid')];
+  return {
+    plotly_divs: q('div[id^="palmbook-fig-"]').length,
+    plotly_drawn: plots.filter((p) => p.querySelector('svg.main-svg')).length,
+    math: maths.length,
+    math_typeset: maths.filter((m) => m.querySelector('mjx-container')).length,
+    math_errors: q('mjx-merror').length,
+    mermaid: mermaids.length,
+    mermaid_drawn: mermaids.filter((m) => m.querySelector('svg')).length,
+    widget_views_saved: q('script[type="application/vnd.jupyter.widget-view+json"]').length,
+    widget_views_drawn: q('.jupyter-widgets').length,
+    sliders: q('.widget-slider').length,
+    colab: [...q('a[href^="https://colab.research.google.com"]')].map((a) => a.href),
+  };
+}"""
+READY = """() => {
+  const plots = [...document.querySelectorAll('div[id^="palmbook-fig-"]')];
+  const maths = [...document.querySelectorAll('.math')];
+  const mermaids = [...document.querySelectorAll('.mermaid')];
+  const saved = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+  return plots.every((p) => p.querySelector('svg.main-svg'))
+    && maths.every((m) => m.querySelector('mjx-container'))
+    && mermaids.every((m) => m.querySelector('svg'))
+    && (saved === 0 || document.querySelectorAll('.jupyter-widgets').length >= saved);
+}"""
+
+
+def _visit_all(urls: dict[str, str], allowed: tuple[str, ...]) -> dict[str, dict]:
+    """Open every url at once (pages load in parallel), wait for each to draw; return what each page showed.
+
+    Requests outside ``allowed`` (url prefixes) are aborted and recorded.
+    """
+    from playwright.sync_api import sync_playwright
+
+    reports: dict[str, dict] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        open_pages = []
+        for key, url in urls.items():
+            report = reports[key] = {"console": [], "page_errors": [], "failed": [], "outside": [], "http": []}
+            page = context.new_page()
+
+            def route(r, report=report):
+                if r.request.url.startswith(allowed):
+                    r.continue_()
+                else:
+                    report["outside"].append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            page.on("console", lambda m, rep=report: m.type == "error" and rep["console"].append(m.text))
+            page.on("pageerror", lambda e, rep=report: rep["page_errors"].append(str(e)))
+            page.on("requestfailed", lambda r, rep=report: rep["failed"].append(f"{r.url} {r.failure}"))
+            page.on("response", lambda r, rep=report: r.status >= 400 and rep["http"].append(f"{r.status} {r.url}"))
+            page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+            open_pages.append((key, page))
+        for key, page in open_pages:
+            page.wait_for_load_state("load", timeout=PAGE_TIMEOUT_MS)
+            try:
+                page.wait_for_function(READY, timeout=PAGE_TIMEOUT_MS)
+                reports[key]["ready"] = True
+            except Exception as e:  # reported by the tests, with what the probe saw
+                reports[key]["ready"] = f"not drawn after {PAGE_TIMEOUT_MS} ms: {e}"
+        context.pages[0].wait_for_timeout(SETTLE_MS)
+        for key, page in open_pages:
+            reports[key].update(page.evaluate(PROBE))
+        browser.close()
+    return reports
+
+
+@pytest.fixture(scope="module")
+def seen(server, built_book) -> dict[str, dict]:
+    """What the browser saw on every page over http://127.0.0.1 (key: page) and, for chapters, from disk
+    (key: "file:" + page), as a reader who downloaded the site would open it."""
+    if not Path(CHROMIUM).exists():
+        msg = f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set PALMBOOK_CHROMIUM)"
+        if os.environ.get("PALMBOOK_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    urls = {page: server + page for page in PAGES}
+    urls.update({"file:" + page: (built_book / page).as_uri() for page in CHAPTER_PAGES})
+    return _visit_all(urls, allowed=(server, built_book.as_uri() + "/"))
+
+
+def _notebook_outputs(page: str, mime: str) -> int:
+    """How many outputs of this mime type the page's notebook holds (0 for a markdown page)."""
+    source = ROOT / page.replace(".html", ".ipynb")
+    if not source.is_file():
+        return 0
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    hidden = ("remove-output", "remove-cell")
+    return sum(
+        mime in out.get("data", {})
+        for cell in nb["cells"]
+        if not any(tag in cell.get("metadata", {}).get("tags", []) for tag in hidden)
+        for out in cell.get("outputs", [])
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_offline_without_errors(seen, page):
+    r = seen[page]
+    assert r["outside"] == [], f"requests that would leave the site: {r['outside']}"
+    assert r["page_errors"] == [], r["page_errors"]
+    assert r["console"] == [], r["console"]
+    assert r["failed"] == [] and r["http"] == [], r["failed"] + r["http"]
+    assert r["ready"] is True, (r["ready"], {k: v for k, v in r.items() if isinstance(v, int)})
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_chapter_works_opened_from_disk(seen, page):
+    r = seen["file:" + page]
+    assert r["outside"] == [] and r["page_errors"] == [] and r["console"] == [] and r["failed"] == [], r
+    assert r["ready"] is True, r["ready"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_every_figure_is_drawn(seen, page):
+    r = seen[page]
+    figures = _notebook_outputs(page, "application/vnd.plotly.v1+json")  # one plotly div on the page each
+    assert r["plotly_divs"] == figures, f"{page}: {r['plotly_divs']} figure divs, the notebook has {figures} figures"
+    assert r["plotly_drawn"] == figures, f"{page}: {r['plotly_drawn']} of {figures} figures drew an SVG"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_math_is_typeset_and_diagrams_are_drawn(seen, page):
+    r = seen[page]
+    assert r["math_typeset"] == r["math"], f"{page}: {r['math_typeset']} of {r['math']} formulas typeset"
+    assert r["math_errors"] == 0, f"{page}: {r['math_errors']} TeX errors"
+    assert r["mermaid_drawn"] == r["mermaid"], f"{page}: {r['mermaid_drawn']} of {r['mermaid']} diagrams drawn"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_saved_widgets_are_present(seen, page):
+    r = seen[page]
+    saved = _notebook_outputs(page, "application/vnd.jupyter.widget-view+json")
+    assert r["widget_views_saved"] == saved, (
+        f"{page}: {r['widget_views_saved']} widget views on the page, {saved} saved"
+    )
+    if saved:
+        assert r["widget_views_drawn"] >= saved, f"{page}: {r['widget_views_drawn']} of {saved} widget views drawn"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_colab_link_opens_this_chapters_notebook(seen, page):
+    expected = chapters.colab_url(ROOT / page.replace(".html", ".ipynb"))
+    assert seen[page]["colab"] == [expected]
+
+
+@pytest.mark.browser
+def test_chapter_zero_page_shows_each_kind_of_content(seen):
+    """The opening chapter exercises the whole pipeline, so a broken piece cannot hide behind 'nothing to check'."""
+    r = seen["book/00_what_is_palm.html"]
+    assert r["plotly_drawn"] >= 2 and r["math_typeset"] >= 10 and r["mermaid_drawn"] >= 1 and r["sliders"] >= 4
