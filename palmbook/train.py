@@ -558,7 +558,14 @@ class Trainer:
                 fully_shard(block, mesh=mesh)
             fully_shard(model, mesh=mesh)
         if self.config.compile:
-            wrapped = torch.compile(wrapped)
+            blocks = getattr(model, "blocks", None)
+            if isinstance(blocks, nn.ModuleList):
+                # Compile each block in place: PaLM.forward's input checks read values (.item()) and would break
+                # the graph, and in-place compilation keeps parameter names (checkpoints) unchanged.
+                for block in blocks:
+                    block.compile()
+            else:
+                wrapped = torch.compile(wrapped)
         return wrapped
 
     def _model_flops_per_token(self) -> float | None:
@@ -714,7 +721,7 @@ class Trainer:
             if self.out_dir is not None and self._saved_step != self.step and self.step > 0:
                 self.save_checkpoint()
             if plot:
-                plot.flush()
+                plot.flush(final=True)
         result.step = self.step
         result.best_val_loss = None if math.isinf(self.best_val_loss) else self.best_val_loss
         result.best_step = self.best_step
@@ -1201,27 +1208,39 @@ def _progress(cfg: TrainConfig, rank: int, initial: int) -> Iterator[Any]:
 
 
 class _LivePlot:
-    """A loss curve that redraws while a notebook trains. Optional and cheap: at most one redraw a second,
-    a plotly FigureWidget when the widget stack is there, else a display handle updated in place."""
+    """A loss curve that redraws while a notebook trains. Optional and cheap: at most one redraw a second.
+
+    A plotly FigureWidget when the widget stack (ipywidgets + anywidget) is there; otherwise one display output
+    updated in place with plotly's own mimetype, and drawn a last time through the notebook's default plotly
+    renderer (the book's, Colab's), so a saved notebook keeps the final curve.
+    """
 
     def __init__(self) -> None:
         import plotly.graph_objects as go
         from IPython.display import display
 
-        fig = go.Figure(
-            layout=dict(
-                xaxis_title="step", yaxis_title="loss (nats/token)", height=320, margin=dict(l=50, r=20, t=30, b=40)
-            )
-        )
+        fig = go.Figure()
+        fig.update_layout(xaxis_title="step", yaxis_title="loss (nats/token)", height=320)
         fig.add_scatter(x=[], y=[], name="train", mode="lines")
         fig.add_scatter(x=[], y=[], name="validation", mode="lines+markers")
-        try:
-            self.fig, self.handle = go.FigureWidget(fig), None
-            display(self.fig)
-        except Exception:  # no ipywidgets/anywidget: re-render a static figure in place
-            self.fig, self.handle = fig, display(fig, display_id=True)
         self.points: dict[str, tuple[list[float], list[float]]] = {"train": ([], []), "validation": ([], [])}
         self.last = 0.0
+        self.handle = None
+        try:
+            self.fig = go.FigureWidget(fig)
+            display(self.fig)
+        except Exception:  # no anywidget: update a plain display output instead
+            self.fig = fig
+            self.handle = display(self._bundle(final=False), raw=True, display_id=True)
+
+    def _bundle(self, final: bool) -> dict[str, Any]:
+        if final:
+            import plotly.io as pio
+
+            with contextlib.suppress(Exception):
+                return pio.renderers._build_mime_bundle(self.fig.to_dict())  # what fig.show() would display
+        # IPython's display-id updates do not reach plotly's own _ipython_display_, hence raw bundles.
+        return {"application/vnd.plotly.v1+json": self.fig.to_plotly_json(), "text/plain": "<loss curve>"}
 
     @classmethod
     def maybe(cls, wanted: bool | None) -> _LivePlot | None:
@@ -1239,13 +1258,13 @@ class _LivePlot:
         if time.monotonic() - self.last > 1.0:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
         self.last = time.monotonic()
         with contextlib.suppress(Exception):
             for trace in self.fig.data:
                 trace.x, trace.y = self.points[trace.name]
             if self.handle is not None:
-                self.handle.update(self.fig)
+                self.handle.update(self._bundle(final), raw=True)
 
 
 def _in_notebook() -> bool:
