@@ -14,11 +14,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "TOKEN_KINDS",
     "activation_figure",
     "attention_map_figure",
     "backward_pass_figure",
     "descent_figure",
+    "embedding_map_figure",
     "gated_unit_figure",
+    "logit_scale_figure",
     "logit_shift_figure",
     "loss_and_log_z_figure",
     "memory_trace_figure",
@@ -28,6 +31,8 @@ __all__ = [
     "svg_curves",
     "swish_beta_figure",
     "timing_figure",
+    "token_grid_figure",
+    "token_spans_html",
 ]
 
 
@@ -65,6 +70,7 @@ def softmax_temperature_figure(
         xaxis=dict(title="candidate"),
         title="Softmax with temperature: small t sharpens, large t flattens",
         margin=dict(t=60),
+        height=450,
     )
     return fig
 
@@ -539,6 +545,271 @@ def memory_trace_figure(traces: dict, levels: dict[str, float] | None = None) ->
         legend=dict(orientation="h", y=1.12),
         hovermode="closest",
     )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 1: tokens
+TOKEN_KINDS = ("letters after a space", "letters", "digit", "punctuation", "space / newline", "byte (fallback)")
+_KIND_COLOURS = ("#8ecae6", "#d8e9a8", "#ffb703", "#cdb4db", "#e5e5e5", "#fb8500")
+_PASTELS = ("#fde2e4", "#dbe7f5", "#e2f0cb", "#fff1c1", "#e8dff5", "#d7f2ee")
+
+
+def _token_kind(piece: str, is_byte: bool) -> str:
+    """One of :data:`TOKEN_KINDS` for a SentencePiece piece (its text with "▁" for a space)."""
+    if is_byte:
+        return "byte (fallback)"
+    text = piece.replace("\u2581", "")
+    if not text or text.isspace():
+        return "space / newline"
+    if text.isdigit():
+        return "digit"
+    if not any(c.isalnum() for c in text):
+        return "punctuation"
+    return "letters after a space" if piece.startswith("\u2581") else "letters"
+
+
+def _show_piece(piece: str) -> str:
+    """A piece as the figures print it: "▁" kept, newline and tab made visible."""
+    return piece.replace("\n", "\u21b5").replace("\t", "\u21e5")
+
+
+def token_spans_html(pieces: Sequence[str], ids: Sequence[int] | None = None, byte_ids: Sequence[bool] = ()) -> str:
+    """The token boundaries of a text as HTML: one coloured box per token, in reading order.
+
+    pieces: the tokens as SentencePiece prints them ("▁" for a space, "<0xE6>" for a byte piece); ids: their ids,
+    shown on hover; byte_ids: for each token whether it is a byte-fallback piece (default: pieces named <0x..>).
+    Neighbouring tokens get different colours; byte pieces get an orange dashed frame. Newlines break the line.
+    """
+    import html
+
+    if ids is not None and len(ids) != len(pieces):
+        raise ValueError(f"need one id per piece; got {len(pieces)} pieces and {len(ids)} ids")
+    if not byte_ids:
+        byte_ids = [p.startswith("<0x") and p.endswith(">") for p in pieces]
+    spans = []
+    for i, piece in enumerate(pieces):
+        hover = html.escape(f"#{i}" + (f" id {ids[i]}" if ids is not None else "") + f": {piece!r}", quote=True)
+        if byte_ids[i]:
+            style = "border:1px dashed #fb8500;background:#fff3e0;font-size:0.8em"
+            label = html.escape(piece[1:-1])  # "0xE6"
+        else:
+            style = f"background:{_PASTELS[i % len(_PASTELS)]}"
+            label = html.escape(piece).replace("\u2581", '<span style="color:#999">\u2581</span>')
+            label = label.replace("\t", '<span style="color:#999">\u21e5</span>')
+            label = label.replace("\n", '<span style="color:#999">\u21b5</span>')
+        spans.append(
+            f'<span title="{hover}" style="{style};padding:1px 2px;margin:1px;border-radius:3px">{label}</span>'
+        )
+        if piece == "\n" or piece.endswith("\n"):
+            spans.append("<br>")
+    return (
+        '<div style="font-family:monospace;line-height:2.1;font-size:0.95em;word-break:break-all">'
+        + "".join(spans)
+        + f'<div style="color:#666;font-size:0.85em">{len(pieces)} tokens; hover a token for its id</div></div>'
+    )
+
+
+def token_grid_figure(examples: dict[str, tuple[Sequence[str], Sequence[int], Sequence[bool]]], columns: int = 12):
+    """Several texts cut into tokens, one grid of coloured cells per text, with a dropdown to pick the text.
+
+    examples: {name: (pieces, ids, is_byte)}. Each cell is one token, read left to right, top to bottom, coloured
+    by kind (:data:`TOKEN_KINDS`); hovering shows its position, id, piece and UTF-8 bytes. Works without a kernel:
+    the dropdown only switches which grid is visible.
+    """
+    if not examples:
+        raise ValueError("examples is empty: give at least one {name: (pieces, ids, is_byte)}")
+    kind_index = {k: i for i, k in enumerate(TOKEN_KINDS)}
+    n = len(TOKEN_KINDS)
+    # A discrete colour scale: kind i fills the band [i/n, (i+1)/n].
+    scale = [c for i, col in enumerate(_KIND_COLOURS) for c in ([i / n, col], [(i + 1) / n, col])]
+    fig = go.Figure()
+    titles, max_rows = [], 1
+    for k, (name, (pieces, ids, is_byte)) in enumerate(examples.items()):
+        rows = max(1, math.ceil(len(pieces) / columns))
+        max_rows = max(max_rows, rows)
+        z = [[None] * columns for _ in range(rows)]
+        text = [[""] * columns for _ in range(rows)]
+        hover = [[""] * columns for _ in range(rows)]
+        for i, (piece, tid, byte) in enumerate(zip(pieces, ids, is_byte, strict=True)):
+            r, c = divmod(i, columns)
+            kind = _token_kind(piece, byte)
+            z[r][c] = kind_index[kind] + 0.5
+            text[r][c] = _show_piece(piece)
+            raw = bytes([int(piece[3:5], 16)]) if byte else piece.replace("\u2581", " ").encode("utf-8")
+            hover[r][c] = f"#{i} id {tid} {_show_piece(piece)!r}<br>{kind}<br>UTF-8: {raw.hex(' ').upper()}"
+        fig.add_heatmap(
+            z=z,
+            text=text,
+            customdata=hover,
+            texttemplate="%{text}",
+            textfont=dict(size=11),
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale=scale,
+            zmin=0,
+            zmax=n,
+            showscale=False,
+            xgap=2,
+            ygap=2,
+            visible=(k == 0),
+            name=name,
+        )
+        titles.append(f"{name}: {len(pieces)} tokens")
+    for kind, colour in zip(TOKEN_KINDS, _KIND_COLOURS, strict=True):  # a legend for the colours
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker=dict(size=12, color=colour, symbol="square"),
+            name=kind,
+            showlegend=True,
+            hoverinfo="skip",
+        )
+    m = len(examples)
+    buttons = [
+        dict(
+            label=name,
+            method="update",
+            args=[{"visible": [j == k for j in range(m)] + [True] * n}, {"title.text": titles[k]}],
+        )
+        for k, name in enumerate(examples)
+    ]
+    fig.update_layout(
+        title=titles[0],
+        updatemenus=[dict(buttons=buttons, active=0, x=0, xanchor="left", y=1.18, yanchor="top")],
+        xaxis=dict(visible=False, range=[-0.5, columns - 0.5]),
+        yaxis=dict(visible=False, autorange="reversed"),
+        height=160 + 34 * max_rows,
+        margin=dict(t=100, l=10, r=10, b=10),
+        legend=dict(orientation="h", y=-0.02, yanchor="top"),
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 2: embeddings
+def _density(values: Tensor, width: float) -> tuple[list[float], list[float]]:
+    """A histogram as (bin centres, densities), only the non-empty bins: compact enough for a static page."""
+    bins, counts = torch.unique(torch.floor(values.double() / width), return_counts=True)
+    return ((bins + 0.5) * width).tolist(), (counts.double() / (len(values) * width)).tolist()
+
+
+def logit_scale_figure(samples: dict[int, tuple[Tensor, Tensor]], bin_width: float = 0.25) -> go.Figure:
+    """Histograms of a fresh model's logits, with a slider over the model width d (works without a kernel).
+
+    samples: {d: (logits of the input token itself (n,), logits of other tokens (m,))}. With N(0, 1)
+    embeddings and the 1/sqrt(d) scale, the other logits stay near N(0, 1) whatever d is, while the input token's
+    own logit sits near sqrt(d) (a dashed line): the wider the model, the more a fresh one expects its input to
+    repeat. The histograms are binned here (``bin_width``), so the page holds bins, not samples.
+    """
+    if not samples:
+        raise ValueError("samples is empty: give {d_model: (self_logits, other_logits)}")
+    fig = go.Figure()
+    ds = sorted(samples)
+    ranges = []
+    for i, d in enumerate(ds):
+        own, others = (torch.as_tensor(t, dtype=torch.float32).flatten() for t in samples[d])
+        for values, name, colour in ((others, "other tokens", "#8ecae6"), (own, "the input token", "#fb8500")):
+            x, y = _density(values, bin_width)
+            fig.add_bar(
+                x=x,
+                y=y,
+                width=bin_width,
+                name=name,
+                marker_color=colour,
+                opacity=0.8,
+                visible=(i == 0),
+                hovertemplate="logit %{x:.2f}<br>density %{y:.3f}<extra>" + name + "</extra>",
+            )
+        root = math.sqrt(d)
+        fig.add_scatter(
+            x=[root, root],
+            y=[0, 0.8],
+            mode="lines",
+            line=dict(dash="dash", color="#333"),
+            name="sqrt(d)",
+            visible=(i == 0),
+            hovertemplate=f"sqrt({d}) = {root:.2f}<extra></extra>",
+        )
+        ranges.append([min(-4.0, others.min().item() - 0.5), max(own.max().item(), root) + 2.0])
+    titles = [f"A fresh model, d = {d}: the input token's own logit is near sqrt(d) = {d**0.5:.1f}" for d in ds]
+    steps = [
+        dict(
+            method="update",
+            label=str(d),
+            args=[
+                {"visible": [j // 3 == i for j in range(3 * len(ds))]},
+                {"title.text": titles[i], "xaxis.range": ranges[i]},
+            ],
+        )
+        for i, d in enumerate(ds)
+    ]
+    fig.update_layout(
+        title=titles[0],
+        barmode="overlay",
+        bargap=0,
+        xaxis=dict(title="logit = h · e_j / sqrt(d)", range=ranges[0]),
+        yaxis=dict(title="density", range=[0, 0.8]),
+        sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="d_model = "), pad=dict(t=50))],
+        legend=dict(x=0.98, xanchor="right", y=0.98),
+        height=460,
+    )
+    return fig
+
+
+def embedding_map_figure(
+    coords: Tensor,
+    pieces: Sequence[str],
+    categories: Sequence[str],
+    ids: Sequence[int] | None = None,
+    title: str = "The embedding matrix, one point per token",
+    axis_titles: Sequence[str] | None = None,
+    colours: dict[str, str] | None = None,
+) -> go.Figure:
+    """A 2-D or 3-D scatter of token embeddings (e.g. their principal components), one colour per category.
+
+    coords: (N, 2) or (N, 3); pieces, categories: N strings (hover shows the piece, its id and category; clicking a
+    legend entry hides or shows a category); colours: {category: CSS colour} (default: plotly's palette).
+    In 3-D, drag to turn the cloud, scroll to zoom.
+    """
+    coords = torch.as_tensor(coords, dtype=torch.float32)
+    if coords.dim() != 2 or coords.shape[1] not in (2, 3):
+        raise ValueError(f"coords must be (N, 2) or (N, 3); got {tuple(coords.shape)}")
+    N, k = coords.shape
+    if len(pieces) != N or len(categories) != N:
+        raise ValueError(
+            f"need one piece and one category per point: {N} points, {len(pieces)} pieces, {len(categories)} categories"
+        )
+    ids = list(range(N)) if ids is None else list(ids)
+    axis_titles = list(axis_titles or [f"component {i + 1}" for i in range(k)])
+    fig = go.Figure()
+    for cat in dict.fromkeys(categories):  # first-seen order
+        rows = [i for i, c in enumerate(categories) if c == cat]
+        pts = coords[rows]
+        custom = [[_show_piece(pieces[i]), ids[i]] for i in rows]
+        common = dict(
+            mode="markers",
+            name=f"{cat} ({len(rows)})",
+            customdata=custom,
+            hovertemplate="%{customdata[0]} (id %{customdata[1]})<extra>" + cat + "</extra>",
+        )
+        colour = (colours or {}).get(cat)
+        if k == 3:
+            fig.add_scatter3d(
+                x=pts[:, 0].tolist(),
+                y=pts[:, 1].tolist(),
+                z=pts[:, 2].tolist(),
+                marker=dict(size=3, opacity=0.8, color=colour),
+                **common,
+            )
+        else:
+            marker = dict(size=6, opacity=0.8, color=colour)
+            fig.add_scatter(x=pts[:, 0].tolist(), y=pts[:, 1].tolist(), marker=marker, **common)
+    if k == 3:
+        fig.update_layout(
+            scene=dict(xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], zaxis_title=axis_titles[2])
+        )
+    else:
+        fig.update_layout(xaxis_title=axis_titles[0], yaxis_title=axis_titles[1])
+    fig.update_layout(title=title, height=600, legend=dict(itemsizing="constant"))
     return fig
 
 
