@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import PaLMConfig
 from .io import atomic_write, load_safetensors
@@ -69,13 +70,58 @@ def rope_tables(
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate each pair (x[i], x[i + h/2]) of the last dimension by its angle.
 
-    x: (..., T, h); cos, sin: (T, h). This is the "rotate half" layout of GPT-NeoX; RoFormer pairs neighbouring
-    dimensions instead. The two are the same rotation up to a fixed permutation of a head's dimensions, which the
-    learned projections absorb, so the model family is identical; the half layout needs no strided gathers.
+    x: (..., T, h); cos, sin: (T, h), or any shape that broadcasts against x. This is the "rotate half" layout of
+    GPT-NeoX; RoFormer pairs neighbouring dimensions instead. The two are the same rotation up to a fixed
+    permutation of a head's dimensions, which the learned projections absorb, so the model family is identical; the
+    half layout needs no strided gathers.
+
+    In formulas, with x = (x1, x2) the two halves and c, s the cosines and sines of one half:
+    ``rope(x) = (x1 c - x2 s, x2 c + x1 s)``, which equals ``x * cos + cat(-x2, x1) * sin``.
     """
-    x1, x2 = x.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    return _RoPE.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+
+
+def _rope(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
+    """The rotation itself, written half by half into one output buffer.
+
+    Why not ``x * cos + rotate_half(x) * sin``: that formula costs five full-size kernels and five temporaries
+    (neg, cat, mul, mul, add) and makes autograd keep x; here it is four half-size kernels and one buffer.
+    ``inverse`` rotates by minus the angle (s -> -s): RoPE is orthogonal, so that is also its backward.
+    """
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[..., :half], sin[..., :half]  # both halves of the tables hold the same angles
+    if inverse:
+        s = -s
+    if torch.compiler.is_compiling():  # the compiler fuses this into one kernel; out= buffers would only hinder it
+        return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+    shape = torch.broadcast_shapes(x.shape, cos.shape)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, c, out=o1).addcmul_(x2, s, value=-1.0)  # x1 c - x2 s
+    torch.mul(x2, c, out=o2).addcmul_(x1, s)  # x2 c + x1 s
+    return out
+
+
+class _RoPE(torch.autograd.Function):
+    """RoPE with a hand-written backward: the gradient of a rotation is the inverse rotation of the gradient.
+
+    So nothing but the (small) tables is saved for backward: no copy of q and k is kept alive.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        ctx.x_shape = x.shape
+        return _rope(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        g = _rope(grad, cos, sin, inverse=True)
+        if g.shape != ctx.x_shape:  # x was broadcast against the tables: sum the gradient back to x's shape
+            g = g.sum_to_size(ctx.x_shape)
+        return g, None, None
 
 
 # --------------------------------------------------------------------------------------------- KV cache
@@ -131,11 +177,15 @@ class ParallelBlock(nn.Module):
 
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """LN + the fused projection + RoPE. x (B, T, d) -> q (B, H, T, h), k, v (B, 1, T, h), gate, up (B, T, d_ff)."""
-        B, T, _ = x.shape
-        q, k, v, gate, up = self.in_proj(self.norm(x)).split(self.splits, dim=-1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k, v = k.unsqueeze(1), v.unsqueeze(1)  # one shared head: (B, 1, T, h)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, gate, up
+        H, h = self.n_heads, self.head_dim
+        fused = self.in_proj(self.norm(x))  # (B, T, H*h + 2h + 2 d_ff)
+        # Queries and the key sit side by side in the fused output: view them as H+1 heads and rotate them all at
+        # once, one RoPE call instead of two. Head H is the shared key.
+        qk = apply_rope(fused[..., : (H + 1) * h].unflatten(-1, (H + 1, h)), cos[:, None], sin[:, None])
+        q = qk[:, :, :H].transpose(1, 2)  # (B, H, T, h), a view
+        k = qk[:, :, H:].transpose(1, 2)  # one shared head: (B, 1, T, h)
+        _, _, v, gate, up = fused.split(self.splits, dim=-1)
+        return q, k, v.unsqueeze(1), gate, up
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0
@@ -149,6 +199,30 @@ class ParallelBlock(nn.Module):
         if self.training and self.dropout > 0:
             return x + F.dropout(self.attn_out(attn), self.dropout) + F.dropout(self.ffn_out(mlp), self.dropout)
         return x + self.attn_out(attn) + self.ffn_out(mlp)
+
+    def decode(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, pos: int) -> Tensor:
+        """The same layer for ONE new token per sequence on the KV cache, inference only. x: (B, 1, d) -> (B, 1, d).
+
+        Batch-1 decoding of a small model is bound by per-kernel overhead, not arithmetic (a step's matmuls read the
+        weights once and are done in microseconds), so this path computes exactly what :meth:`forward` computes
+        with about a third of the kernel launches: one RoPE call on the H query heads and the key together, the
+        key and value written straight into the cache, SwiGLU in place in the fused buffer, and the residual
+        additions folded into the output matmuls (``addmm``) when autocast is off.
+        """
+        H, h = self.n_heads, self.head_dim
+        B, _, d = x.shape
+        fused = self.in_proj(self.norm(x))[:, 0]  # (B, F)
+        qk = _rope(fused[:, : (H + 1) * h].view(B, H + 1, h), cos.to(fused.dtype), sin.to(fused.dtype))
+        v = fused[:, (H + 1) * h : (H + 2) * h]
+        keys, values = cache.update(layer, qk[:, None, H:, :], v[:, None, None, :], pos)  # (B, 1, pos + 1, h)
+        # All H queries are rows of one head over the single shared key head: (B, 1, H, h) x (B, 1, S, h).
+        attn = F.scaled_dot_product_attention(qk[:, None, :H], keys, values).view(B, H * h)
+        gate, up = fused[:, (H + 2) * h :].chunk(2, dim=-1)
+        mlp = F.silu(gate, inplace=True).mul_(up)  # the fused buffer is a temporary: reuse it
+        if torch.is_autocast_enabled(x.device.type):  # keep forward()'s dtypes: a float32 residual stream
+            return x + self.attn_out(attn)[:, None] + self.ffn_out(mlp)[:, None]
+        out = torch.addmm(x.view(B, d), attn, self.attn_out.weight.t())
+        return torch.addmm(out, mlp, self.ffn_out.weight.t()).view(B, 1, d)
 
 
 def multi_query_attention(q: Tensor, k: Tensor, v: Tensor, pos: int = 0, dropout: float = 0.0) -> Tensor:
@@ -192,6 +266,11 @@ class PaLM(nn.Module):
         cos, sin = rope_tables(config.max_seq_len, config.head_dim, config.rope_base, device=self.embed.weight.device)
         self.register_buffer("rope_cos", cos, persistent=False)  # derived from the config: not saved
         self.register_buffer("rope_sin", sin, persistent=False)
+        # Activation checkpointing (opt-in): keep only each block's input during the forward pass and recompute
+        # the block during backward. Memory for activations drops from ~L blocks' worth to ~1, for ~1/3 more
+        # compute. The paper's rematerialisation (§4.1) is this; MFU does not count the recomputation.
+        self.gradient_checkpointing = False
+        self._compiled_blocks: list[nn.Module] | None = None  # set by compile_blocks()
         self.reset_parameters()
 
     @torch.no_grad()
@@ -227,9 +306,31 @@ class PaLM(nn.Module):
         cos = self.rope_cos[start_pos : start_pos + T]
         sin = self.rope_sin[start_pos : start_pos + T]
         x = self.embed(idx)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, kv_cache, i, start_pos)
+        if kv_cache is not None and T == 1 and not torch.is_grad_enabled() and not self.training:
+            for i, block in enumerate(self.blocks):  # one token on the cache: the lean decoding path
+                x = block.decode(x, cos, sin, kv_cache, i, start_pos)
+        else:
+            compiled = self._compiled_blocks is not None and kv_cache is None
+            blocks = self._compiled_blocks if compiled else self.blocks
+            remat = self.gradient_checkpointing and torch.is_grad_enabled() and kv_cache is None
+            for i, block in enumerate(blocks):
+                if remat:
+                    x = checkpoint(block, x, cos, sin, use_reentrant=False)
+                else:
+                    x = block(x, cos, sin, kv_cache, i, start_pos)
         return self.norm_f(x)
+
+    def compile_blocks(self, **options: Any) -> PaLM:
+        """Opt in to ``torch.compile`` for the blocks' full-sequence forward (training, scoring, prefill).
+
+        Each block is wrapped by ``torch.compile(block, **options)``; the wrappers share the blocks' parameters
+        and are not submodules, so ``state_dict`` names, saving and the eager path stay as they were. Decoding
+        on a KV cache keeps the eager :meth:`ParallelBlock.decode`. All blocks run the same code on the same
+        shapes, so one compilation serves them all. The first call compiles (tens of seconds on a laptop CPU).
+        Returns the model, so ``model = PaLM(cfg).compile_blocks()`` reads naturally.
+        """
+        self._compiled_blocks = [torch.compile(block, **options) for block in self.blocks]
+        return self
 
     def logits(self, h: Tensor) -> Tensor:
         """h (..., d) -> logits (..., V) through the shared embedding, scaled by 1/sqrt(d_model) (§2).
