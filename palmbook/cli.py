@@ -3,6 +3,7 @@
     palmbook train ...        palmbook.train       (also under torchrun: see palmbook.train's docstring)
     palmbook generate ...     palmbook.generate
     palmbook doctor           palmbook.doctor
+    palmbook bench ...        palmbook.bench
     python -m palmbook ...    the same program
 
 Adding a subcommand: write ``add_cli(subparsers)`` in your module (it calls ``subparsers.add_parser(name, ...)``
@@ -29,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "train": "palmbook.train",
     "generate": "palmbook.generate",
     "doctor": "palmbook.doctor",
-    # "bench": "palmbook.bench",   (teammates: add yours here)
+    "bench": "palmbook.bench",
     # "book": "palmbook.book",
 }
 

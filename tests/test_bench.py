@@ -1,0 +1,121 @@
+"""`palmbook bench`: it runs, prints every field, writes JSON, and its arithmetic is right. Nothing here is timed."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from palmbook import bench, cli
+from palmbook.bench import QUICK, REFERENCE, BenchShape, paired_ratios, parse_shape
+from palmbook.flops import flops_per_token, mfu
+
+
+def hand_flops_per_token(V: int, d: int, L: int, H: int, h: int, f: int, T: int) -> int:
+    """Appendix B by hand: N = embedding + per layer (fused in-projection + attention out + MLP out)."""
+    n = V * d + L * (d * (H * h + 2 * h + 2 * f) + H * h * d + f * d)
+    return 6 * n + 12 * L * H * h * T
+
+
+def test_reference_shape_is_palm_small_at_batch_8():
+    cfg = REFERENCE.palm_config()
+    small = cfg.preset("palm-small")
+    assert (cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_ff) == (
+        small.vocab_size, small.d_model, small.n_layers, small.n_heads, small.head_dim, small.d_ff,
+    )  # fmt: skip
+    assert (REFERENCE.seq_len, REFERENCE.batch_size, REFERENCE.prompt_len, REFERENCE.new_tokens) == (256, 8, 16, 128)
+
+
+def test_flops_per_token_of_the_reference_shape_matches_a_hand_count():
+    # 8192*384 + 6*(384*(384+128+3072) + 384*384 + 1536*384) = 15,826,944 parameters
+    assert hand_flops_per_token(8192, 384, 6, 6, 64, 1536, 256) == 6 * 15_826_944 + 12 * 6 * 6 * 64 * 256
+    assert flops_per_token(REFERENCE.palm_config(), seq_len=256) == 102_039_552
+
+
+def test_mfu_is_tokens_per_second_times_flops_per_token_over_peak():
+    # 2,000 tok/s at 102,039,552 FLOPs/token against a 300 GFLOP/s peak: 204.08 GFLOP/s used = 68.03%
+    assert mfu(2000, 102_039_552, 300e9) == pytest.approx(0.6802637, rel=1e-6)
+
+
+def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--quick", "--threads", "1", "--out", str(out)]) == 0  # through the palmbook command
+    text = capsys.readouterr().out
+    for field in (
+        "train tok/s", "forward tok/s", "generate tok/s", "peak train memory MiB", "params (dense)",
+        "MFU vs measured peak", "matmul peak (float32", "palmbook/falcon: train", "forward", "generate", "memory",
+        "load average", "KV cache, bytes per token", "falcon multi-head", "PaLM 540B", "training activations",
+    ):  # fmt: skip
+        assert field in text, field
+    res = json.loads(out.read_text())
+    assert res["command"] == f"palmbook bench --quick --threads 1 --out {out}"
+    assert res["shape"] == QUICK.__dict__ and res["precision"] == "fp32"
+    peak = res["matmul_peak"]["best_flops"]
+    assert peak == max(res["matmul_peak"]["samples"]) > 0
+    hand = hand_flops_per_token(512, 64, 2, 2, 32, 256, 64)
+    palm = res["results"]["palmbook"]
+    assert palm["flops_per_token"] == hand
+    train = palm["train_tokens_per_s"]
+    assert len(train["samples"]) == 3 and train["min"] <= train["median"] <= train["max"]
+    assert palm["mfu_vs_measured_peak"] == pytest.approx(train["median"] * hand / peak, rel=1e-9)
+    falcon = res["results"]["falcon"]
+    for r in (palm, falcon):
+        for key in ("train_tokens_per_s", "forward_tokens_per_s", "generate_tokens_per_s"):
+            assert all(s > 0 for s in r[key]["samples"]), key
+        assert r["peak_train_memory_bytes"] > 4 * 4 * r["params"]  # at least weights, grads and AdamW's 2 moments
+    ratio = res["ratios"]["palmbook/falcon"]
+    expected = [a / b for a, b in zip(train["samples"], falcon["train_tokens_per_s"]["samples"], strict=True)]
+    assert ratio["train"]["samples"] == pytest.approx(expected)
+    assert ratio["peak_train_memory"] == pytest.approx(
+        palm["peak_train_memory_bytes"] / falcon["peak_train_memory_bytes"]
+    )
+    kv = res["memory_facts"]["kv_bytes_per_token"]
+    # one key head and one value head per layer, float32: 2 * L * h * 4 bytes; multi-head has H times more
+    assert kv["palmbook (multi-query)"] == kv["falcon multi-query"] == 2 * 2 * 32 * 4
+    assert kv["falcon multi-head"] == 2 * kv["falcon multi-query"]
+    big = res["memory_facts"]["palm_540b_kv_bytes_per_token_bf16"]
+    assert big["multi-query"] == 2 * 118 * 256 * 2 and big["multi-head"] == 48 * big["multi-query"]
+
+
+def test_peak_step_memory_counts_a_known_temporary():
+    keep = torch.zeros(1000, 1000)  # 4 MB that exist before the step and are used in it
+
+    def step() -> None:
+        tmp = keep + 1  # +4 MB
+        (tmp * 2).sum()  # +4 MB at the peak
+
+    peak = bench.peak_step_memory(step, torch.device("cpu"))
+    assert 12e6 <= peak < 13e6
+
+
+def test_paired_ratios_are_round_by_round():
+    r = paired_ratios([2.0, 3.0, 9.0], [1.0, 3.0, 3.0])
+    assert r.samples == [2.0, 1.0, 3.0] and r.median == 2.0 and (r.lo, r.hi) == (1.0, 3.0)
+
+
+def test_shape_overrides_parse_and_bad_ones_name_the_fields():
+    s = parse_shape("d_model=128, n_layers=3,batch-size=2", REFERENCE)
+    assert (s.d_model, s.n_layers, s.batch_size, s.vocab_size) == (128, 3, 2, 8192)
+    with pytest.raises(ValueError, match="keys from"):
+        parse_shape("width=3", REFERENCE)
+    with pytest.raises(ValueError, match="integer"):
+        parse_shape("d_model=big", REFERENCE)
+    assert BenchShape.from_preset("palm-mini", batch_size=4).d_model == 256
+
+
+def test_gpu_mfu_without_a_gpu_says_what_to_run(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="palmbook bench --gpu-mfu --preset palm-1b"):
+        bench.gpu_mfu()
+
+
+def test_bf16_curve_quick_reports_speed_and_gap(capsys, tmp_path):
+    assert bench.main(["--quick", "--bf16-curve", "--threads", "1", "--out", str(tmp_path / "c.json")]) == 0
+    text = capsys.readouterr().out
+    assert "bf16 autocast vs float32" in text and "largest gap" in text
+    res = json.loads((tmp_path / "c.json").read_text())["bf16_curve"]
+    assert len(res["losses"]["fp32"]) == len(res["losses"]["bf16"]) == 6
+    gaps = [abs(a - b) for a, b in zip(res["losses"]["fp32"], res["losses"]["bf16"], strict=True)]
+    assert res["max_step_gap"] == pytest.approx(max(gaps))
+    assert res["losses"]["fp32"][0] == pytest.approx(res["losses"]["bf16"][0], abs=0.1)  # same init, same batch
+    assert all(math.isfinite(x) for x in res["losses"]["bf16"])
