@@ -64,3 +64,19 @@ def test_uniform_logits_give_loss_ln_v():
     _, ce, _, log_z = palm_loss(torch.zeros(4, V), torch.randint(0, V, (4,)), 0.0)
     assert math.isclose(ce.item(), math.log(V), rel_tol=1e-6)
     assert math.isclose(log_z.item(), math.log(V), rel_tol=1e-6)
+
+
+def test_palm_loss_upcasts_bf16_and_keeps_float64():
+    targets = torch.tensor([0, 1])
+    assert palm_loss(torch.randn(2, 5).bfloat16(), targets)[0].dtype == torch.float32
+    assert palm_loss(torch.randn(2, 5, dtype=torch.float64), targets)[0].dtype == torch.float64
+
+
+def test_palm_loss_gradient_equals_package_lm_loss_gradient():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 4, 13) * 3 + 1, torch.randint(0, 13, (3, 4))
+    ours = logits.clone().requires_grad_(True)
+    theirs = logits.clone().requires_grad_(True)
+    palm_loss(ours, targets)[0].backward()
+    lm_loss(theirs, targets).backward()
+    torch.testing.assert_close(ours.grad, theirs.grad)

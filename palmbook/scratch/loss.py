@@ -59,9 +59,11 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 def palm_loss(logits: Tensor, targets: Tensor, z_coef: float = 1e-4) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """PaLM's training loss on (B, T, V) or (N, V) logits: returns ``(loss, ce, z_loss, mean log Z)``.
 
-    loss = cross-entropy + z_coef * mean((log Z)^2). No label smoothing (§5). Computed in float32.
+    loss = cross-entropy + z_coef * mean((log Z)^2). No label smoothing (§5). Computed in at least float32
+    (bf16 logits are upcast; float64 stays float64, for exact worked examples).
     """
-    logits = logits.reshape(-1, logits.shape[-1]).float()
+    logits = logits.reshape(-1, logits.shape[-1])
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     targets = targets.reshape(-1)
     log_z = logsumexp(logits)  # (N,)
     ce = cross_entropy(logits, targets)
