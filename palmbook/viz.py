@@ -18,15 +18,20 @@ __all__ = [
     "activation_figure",
     "attention_map_figure",
     "backward_pass_figure",
+    "compute_budget_figure",
     "descent_figure",
     "embedding_map_figure",
     "gated_unit_figure",
+    "generation_speed_figure",
     "logit_scale_figure",
     "logit_shift_figure",
     "loss_and_log_z_figure",
     "memory_trace_figure",
     "prediction_steps_figure",
+    "repetition_figure",
     "rope_rotation_figure",
+    "sampling_filters_figure",
+    "show_with_script",
     "softmax_temperature_figure",
     "svg_curves",
     "swish_beta_figure",
@@ -1100,3 +1105,259 @@ def prediction_steps_figure(
         margin=dict(l=140),
     )
     return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 8: generation
+def sampling_filters_figure(
+    logits: Tensor,
+    labels: Sequence[str],
+    temperatures: Sequence[float] = (0.25, 0.5, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0),
+    ks: Sequence[int] = (1, 2, 3, 5, 10, 20, 50, 100),
+    ps: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+    top_n: int = 25,
+    start: tuple[float, int, float] = (1.0, 10, 0.9),
+) -> go.Figure:
+    """How temperature, top-k and top-p reshape ONE next-token distribution: three panels, one slider each.
+
+    logits: (V,) the model's scores for the next token; labels: (V,) how to print each token. The panels show the
+    ``top_n`` most likely tokens (model order). Grey bars: the model's own probabilities (t = 1, nothing cut);
+    coloured bars: what the sampler draws from. Every probability is computed over the whole vocabulary, so the
+    bars show the renormalisation after a cut. Each slider restyles only its own panel (works without a kernel);
+    the panel titles report the kept tokens and the entropy (log2 of the effective number of choices).
+    """
+    from plotly.subplots import make_subplots
+
+    from .generate import filter_logits
+
+    z = torch.as_tensor(logits, dtype=torch.float32).reshape(-1)
+    if len(labels) != z.numel():
+        raise ValueError(f"need one label per logit; got {len(labels)} labels for {z.numel()} logits")
+    base = z.softmax(-1)
+    order = base.argsort(descending=True)[:top_n]
+    x = [f"{i + 1}. {_show_piece(labels[j])}" for i, j in enumerate(order.tolist())]
+
+    def summary(p: Tensor) -> str:
+        kept = int((p > 0).sum())
+        h = max(0.0, float(-(p[p > 0] * p[p > 0].log2()).sum()))
+        return f"{kept:,} tokens can be drawn; top token {float(p.max()):.0%}; entropy {h:.2f} bits"
+
+    def variants(kind: str, values: Sequence) -> list[tuple[list[float], str]]:
+        out = []
+        for v in values:
+            if kind == "t":
+                p, name = (z / v).softmax(-1), f"temperature t = {v:g}"
+            elif kind == "k":
+                p, name = filter_logits(z[None], top_k=int(v))[0].softmax(-1), f"top-k, k = {v}"
+            else:
+                p, name = filter_logits(z[None], top_p=float(v))[0].softmax(-1), f"top-p, p = {v:g}"
+            out.append(([round(float(q), 5) for q in p[order]], f"{name}: {summary(p)}"))
+        return out
+
+    panels = [("t", temperatures, start[0], "#4c78a8"), ("k", ks, start[1], "#f58518"), ("p", ps, start[2], "#54a24b")]
+    data = [variants(kind, values) for kind, values, _, _ in panels]
+    firsts = [min(range(len(v)), key=lambda i, v=v, s=s: abs(v[i] - s)) for _, v, s, _ in panels]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=[d[f][1] for d, f in zip(data, firsts, strict=True)])  # fmt: skip
+    model_p = [round(float(q), 5) for q in base[order]]
+    for row, ((_, _, _, color), d, f) in enumerate(zip(panels, data, firsts, strict=True), start=1):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=model_p,
+                marker_color="rgba(0,0,0,0.18)",
+                name="the model's own (t = 1)",
+                hovertemplate="%{x}: %{y:.4f}<extra>model</extra>",
+                showlegend=row == 1,
+            ),
+            row,
+            1,
+        )
+        sampler = go.Bar(x=x, y=d[f][0], marker_color=color, name="what the sampler draws from", opacity=0.85,
+                         hovertemplate="%{x}: %{y:.4f}<extra>sampler</extra>", showlegend=row == 1)  # fmt: skip
+        fig.add_trace(sampler, row, 1)
+    sliders = []
+    for i, ((kind, values, _, _), d, f) in enumerate(zip(panels, data, firsts, strict=True)):
+        # "update" restyles this panel's sampler bars (trace 2i + 1) and rewrites its title (annotation i) only
+        steps = [dict(method="update", label=f"{v:g}",
+                      args=[{"y": [ys]}, {f"annotations[{i}].text": title}, [2 * i + 1]])
+                 for v, (ys, title) in zip(values, d, strict=True)]  # fmt: skip
+        prefix = {"t": "temperature t = ", "k": "top-k: k = ", "p": "top-p: p = "}[kind]
+        sliders.append(dict(active=f, steps=steps, currentvalue=dict(prefix=prefix), y=-0.08 - 0.17 * i,
+                            len=0.9, x=0.05, pad=dict(t=10, b=10)))  # fmt: skip
+    fig.update_layout(sliders=sliders, barmode="overlay", height=900, margin=dict(t=60, b=260),
+                      legend=dict(orientation="h", y=1.1, x=0, yanchor="bottom"),
+                      title=dict(text="One next-token distribution, three ways to reshape it", y=0.99))  # fmt: skip
+    fig.update_yaxes(range=[0, max(1e-9, max(max(ys) for d in data for ys, _ in d)) * 1.05], title="probability")
+    fig.update_xaxes(tickangle=-60, row=3, col=1)
+    return fig
+
+
+def generation_speed_figure(rates: dict[str, dict[int, tuple[float, float, float]]], machine: str) -> go.Figure:
+    """Tokens per second against the number of generated tokens, one line per method (log scale).
+
+    rates: ``{method: {n: (median, slowest, fastest)}}`` as :func:`palmbook.scratch.sampling.median_rate` gives;
+    the error bars span the slowest and fastest repetition.
+    """
+    fig = go.Figure()
+    for name, per in rates.items():
+        ns = sorted(per)
+        med = [per[n][0] for n in ns]
+        fig.add_trace(go.Scatter(
+            x=ns, y=med, mode="lines+markers", name=name,
+            error_y=dict(type="data", symmetric=False, array=[per[n][2] - per[n][0] for n in ns],
+                         arrayminus=[per[n][0] - per[n][1] for n in ns]),
+            hovertemplate="%{x} tokens: %{y:,.0f} tokens/s<extra>" + name + "</extra>",
+        ))  # fmt: skip
+    fig.update_layout(title=f"Generation speed, median of interleaved repetitions ({machine})",
+                      xaxis=dict(title="tokens generated (after an 8-token prompt)", type="log"),
+                      yaxis=dict(title="tokens per second", type="log"), hovermode="x unified")  # fmt: skip
+    return fig
+
+
+def repetition_figure(points: dict[str, list[tuple[float, float, str]]]) -> go.Figure:
+    """Distinct-n fraction against the sampling setting, one line per family; hover shows the sample's start.
+
+    points: ``{family: [(x, distinct_fraction, sample_text), ...]}``.
+    """
+    fig = go.Figure()
+    for name, pts in points.items():
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name,
+            customdata=[p[2][:90].replace("\n", " / ") for p in pts],
+            hovertemplate="%{x}: %{y:.0%} distinct<br>%{customdata}<extra>" + name + "</extra>",
+        ))  # fmt: skip
+    fig.update_layout(
+        title="How much of a sample repeats itself: distinct 3-grams",
+        xaxis=dict(title="temperature (0 = greedy)"),
+        yaxis=dict(title="fraction of 3-grams that are distinct", range=[0, 1.05], tickformat=".0%"),
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 11: scaling up
+def compute_budget_figure(
+    hardware: dict[str, float],
+    sizes: Sequence[float],
+    tokens: Sequence[float],
+    mfus: Sequence[float],
+    start: tuple[float, float, str, float],
+) -> tuple[go.Figure, str]:
+    """Training days = 6 N D / (peak x MFU) as a figure with four sliders: model size, tokens, hardware, MFU.
+
+    Returns ``(figure, post_script)``. The figure alone is correct for its starting values; the script (run by the
+    static page after the figure is drawn, see :func:`show_with_script`) recomputes the curve, the marker and the
+    readout whenever any slider moves, so the four sliders combine without a kernel. hardware maps a label to the
+    summed peak FLOP/s of all its chips. The curve is days against tokens for the chosen size; the dotted line
+    marks Chinchilla's ~20 tokens per parameter (Hoffmann et al., 2022).
+    """
+    import json
+
+    n0, d0, hw0, m0 = start
+    names = list(hardware)
+    curve_d = [10 ** (8 + i * 0.1) for i in range(61)]  # 1e8 .. 1e14 tokens
+
+    def days(n: float, d: float, peak: float, mfu: float) -> float:
+        return 6.0 * n * d / (peak * mfu) / 86_400
+
+    def readout(n: float, d: float, hw: str, mfu: float) -> str:
+        c = 6.0 * n * d
+        t = days(n, d, hardware[hw], mfu)
+        when = f"{t * 24:,.1f} hours" if t < 2 else f"{t:,.1f} days" if t < 730 else f"{t / 365.25:,.1f} years"
+        return (f"N = {n:.2e} parameters, D = {d:.2e} tokens: 6ND = {c:.2e} FLOPs<br>"
+                f"on {hw} at {_pct(mfu)} MFU: <b>{when}</b>")  # fmt: skip
+
+    peak0 = hardware[hw0]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=curve_d,
+            y=[days(n0, d, peak0, m0) for d in curve_d],
+            mode="lines",
+            name="days for this model size",
+            hovertemplate="%{x:.3g} tokens: %{y:.3g} days<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[d0],
+            y=[days(n0, d0, peak0, m0)],
+            mode="markers",
+            marker=dict(size=14),
+            name="your run",
+            hovertemplate="%{x:.3g} tokens: %{y:.3g} days<extra></extra>",
+        )
+    )
+    fig.add_trace(go.Scatter(x=[20 * n0, 20 * n0], y=[1e-6, 1e7], mode="lines", line=dict(dash="dot"),
+                             name="20 tokens per parameter (Chinchilla)", hoverinfo="skip"))  # fmt: skip
+    for label, level in (("1 hour", 1 / 24), ("1 day", 1), ("1 month", 30.4), ("1 year", 365.25)):
+        fig.add_hline(y=level, line=dict(color="#bbb", width=1), annotation_text=label,
+                      annotation_position="top left")  # fmt: skip
+
+    def slider(name: str, values: Sequence, labels: Sequence[str], active: int, y: float, prefix: str) -> dict:
+        steps = [dict(method="skip", label=lab, value=str(i), args=[]) for i, lab in enumerate(labels)]
+        return dict(name=name, active=active, steps=steps, y=y, x=0.05, len=0.9, pad=dict(t=5, b=5),
+                    currentvalue=dict(prefix=prefix))  # fmt: skip
+
+    def idx(values: Sequence, v) -> int:
+        return min(range(len(values)), key=lambda i: abs(math.log(values[i]) - math.log(v)) if v else 0)
+
+    fig.update_layout(
+        sliders=[
+            slider("n", sizes, [f"{v:.3g}" for v in sizes], idx(sizes, n0), -0.12, "model size N = "),
+            slider("d", tokens, [f"{v:.3g}" for v in tokens], idx(tokens, d0), -0.30, "tokens D = "),
+            slider("hw", names, names, names.index(hw0), -0.48, "hardware: "),
+            slider("mfu", mfus, [_pct(v) for v in mfus], idx(mfus, m0), -0.66, "MFU = "),
+        ],
+        height=820, margin=dict(t=90, b=330),
+        title=dict(text=readout(n0, d0, hw0, m0), font=dict(size=14)),
+        xaxis=dict(title="training tokens D", type="log", range=[8, 14]),
+        yaxis=dict(title="training time (days)", type="log", range=[-4, 7]),
+        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0),
+    )  # fmt: skip
+    params = dict(sizes=list(sizes), tokens=list(tokens), names=names, peaks=[hardware[k] for k in names],
+                  mfus=list(mfus), curve=curve_d)  # fmt: skip
+    script = (
+        "(function(){var gd=document.getElementById('{plot_id}');if(!gd||!gd.on)return;"
+        f"var P={json.dumps(params)};"
+        "var S={};(gd.layout.sliders||[]).forEach(function(s){S[s.name]=s.active;});"
+        "function fmt(v){return v.toExponential(2);}"
+        "function num(v){return v.toLocaleString('en-US',{minimumFractionDigits:1,maximumFractionDigits:1});}"
+        "function days(n,d,peak,m){return 6*n*d/(peak*m)/86400;}"
+        "function update(){var n=P.sizes[S.n],d=P.tokens[S.d],peak=P.peaks[S.hw],m=P.mfus[S.mfu];"
+        "var t=days(n,d,peak,m);var when=t<2?num(t*24)+' hours':t<730?num(t)+' days':num(t/365.25)+' years';"
+        "Plotly.restyle(gd,{y:[P.curve.map(function(x){return days(n,x,peak,m);})]},[0]);"
+        "Plotly.restyle(gd,{x:[[d]],y:[[t]]},[1]);Plotly.restyle(gd,{x:[[20*n,20*n]]},[2]);"
+        "Plotly.relayout(gd,{'title.text':'N = '+fmt(n)+' parameters, D = '+fmt(d)+' tokens: 6ND = '+"
+        "fmt(6*n*d)+' FLOPs<br>on '+P.names[S.hw]+' at '+(100*m).toFixed(1).replace(/\\.0$/,'')+'% MFU: '+"
+        "'<b>'+when+'</b>'});}"
+        "gd.on('plotly_sliderchange',function(e){S[e.slider.name]=parseInt(e.step.value);update();});})();"
+    )
+    return fig, script
+
+
+def _pct(v: float) -> str:
+    """0.462 -> "46.2%", 0.4 -> "40%" (the same text the budget figure's script writes)."""
+    return f"{100 * v:.1f}".removesuffix(".0") + "%"
+
+
+def show_with_script(fig: go.Figure, post_script: str, div_id: str) -> None:
+    """Display a plotly figure whose static-page HTML runs ``post_script`` after drawing (``{plot_id}`` = its div).
+
+    Under a kernel the figure goes out as plotly's own mimetype (JupyterLab draws it; the script does not run
+    there, so a live chapter pairs it with ipywidgets) plus the ``text/html`` the static book draws, without
+    plotly.js, like every figure of the book. In Colab, which draws only HTML, plotly.js comes from its CDN.
+    """
+    import plotly.io as pio
+    from IPython.display import HTML, display
+
+    from .book import in_colab
+
+    if in_colab():
+        display(HTML(pio.to_html(fig, full_html=False, include_plotlyjs="cdn", post_script=post_script)))
+        return
+    bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    bundle["text/html"] = pio.to_html(
+        fig, full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=div_id,
+        post_script=post_script, config={"displaylogo": False, "responsive": True},
+    )  # fmt: skip
+    display(bundle, raw=True)

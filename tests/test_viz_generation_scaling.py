@@ -1,0 +1,59 @@
+"""Chapters 8 and 11's figures: what each slider changes, and the numbers they start with."""
+
+import math
+
+import pytest
+import torch
+
+from palmbook import viz
+from palmbook.flops import training_time
+
+
+def test_sampling_filter_sliders_each_restyle_their_own_panel_with_renormalised_bars():
+    torch.manual_seed(0)
+    logits = torch.randn(200) * 2
+    fig = viz.sampling_filters_figure(logits, [f"t{i}" for i in range(200)], ks=(1, 5), top_n=10)
+    assert len(fig.data) == 6 and len(fig.layout.sliders) == 3
+    for i, slider in enumerate(fig.layout.sliders):
+        for step in slider.steps:
+            assert list(step.args[2]) == [2 * i + 1] and f"annotations[{i}].text" in step.args[1]
+    k1 = fig.layout.sliders[1].steps[0].args[0]["y"][0]  # top-k with k = 1: all mass on the top token
+    assert k1[0] == 1.0 and sum(k1[1:]) == 0
+    model = fig.data[0].y  # grey bars: the model's own probabilities, most likely first
+    assert list(model) == sorted(model, reverse=True)
+    torch.testing.assert_close(torch.tensor(model[:3]), logits.softmax(-1).sort(descending=True).values[:3],
+                               atol=1e-5, rtol=0)  # fmt: skip
+
+
+def test_budget_figure_starts_at_the_training_time_of_its_starting_values():
+    hw = {"one chip": 100e12, "PaLM": 6144 * 275e12}
+    fig, script = viz.compute_budget_figure(
+        hw, [1e9, 540.35e9], [1e10, 780e9], [0.1, 0.462], (540.35e9, 780e9, "PaLM", 0.462)
+    )
+    days = training_time(780e9, 6 * 540.35e9, 6144 * 275e12, 0.462) / 86_400
+    assert f"{days:,.1f} days" in fig.layout.title.text and "46.2% MFU" in fig.layout.title.text
+    assert math.isclose(fig.data[1].y[0], days, rel_tol=1e-12)
+    assert [s.name for s in fig.layout.sliders] == ["n", "d", "hw", "mfu"]
+    assert all(step.method == "skip" for s in fig.layout.sliders for step in s.steps)  # the script does the work
+    assert "{plot_id}" in script and "plotly_sliderchange" in script
+
+
+def test_show_with_script_sends_the_plotly_mimetype_and_self_contained_html(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
+    fig, script = viz.compute_budget_figure({"a": 1e12}, [1e9], [1e10], [0.5], (1e9, 1e10, "a", 0.5))
+    viz.show_with_script(fig, script, "palmbook-fig-test")
+    ((bundle, raw),) = shown
+    assert raw and "application/vnd.plotly.v1+json" in bundle
+    html = bundle["text/html"]
+    assert 'id="palmbook-fig-test"' in html and "Plotly.newPlot" in html and "plotly_sliderchange" in html
+    assert "<script src=" not in html and "{plot_id}" not in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_speed_and_repetition_figures_have_one_line_per_method(n):
+    rates = {f"m{i}": {8: (10.0, 8.0, 12.0), 16: (9.0, 7.0, 11.0)} for i in range(n)}
+    fig = viz.generation_speed_figure(rates, "test machine")
+    assert len(fig.data) == n and list(fig.data[0].error_y.array) == [2.0, 2.0]
+    rep = viz.repetition_figure({f"f{i}": [(0.0, 0.2, "a b"), (1.0, 0.9, "c d")] for i in range(n)})
+    assert len(rep.data) == n and list(rep.data[0].y) == [0.2, 0.9]
