@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import platform
 import random
 import sys
+from typing import Any
 
 import numpy as np
 import plotly
@@ -27,9 +29,9 @@ import torch
 from plotly.io.base_renderers import MimetypeRenderer
 
 from . import __version__
-from .profiles import ENV_PROFILE, Profile, profile
+from .profiles import ENV_PROFILE, PROFILES, Profile, default_profile_name, profile
 
-__all__ = ["BOOK_RENDERER", "in_colab", "seed_everything", "setup", "use_book_renderer"]
+__all__ = ["BOOK_RENDERER", "add_cli", "in_colab", "seed_everything", "setup", "use_book_renderer"]
 
 RENDERER_NAME = "palmbook"
 BOOK_RENDERER = f"plotly_mimetype+{RENDERER_NAME}"
@@ -80,6 +82,21 @@ def setup(name: str | None = None, *, seed: int | None = None, verbose: bool = T
     if verbose:
         print(_summary(prof))
     return prof
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``palmbook book`` (called by :mod:`palmbook.cli`): the run profiles and the one that runs here."""
+    p = subparsers.add_parser("book", help="the book's run profiles (smoke / cpu / gpu) and which one runs here")
+    p.add_argument("--profile", choices=list(PROFILES), help="show only this profile")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: Any) -> int:
+    here = default_profile_name()
+    for name in [args.profile] if args.profile else list(PROFILES):
+        print(("* " if name == here else "  ") + str(profile(name)))
+    print(f"* runs here ({ENV_PROFILE}={os.environ.get(ENV_PROFILE) or 'unset'}); chapters call setup() to use it")
+    return 0
 
 
 def _summary(prof: Profile) -> str:

@@ -4,6 +4,7 @@
     palmbook generate ...     palmbook.generate
     palmbook doctor           palmbook.doctor
     palmbook bench ...        palmbook.bench
+    palmbook book             palmbook.book        (the book's run profiles and the one that runs here)
     python -m palmbook ...    the same program
 
 Adding a subcommand: write ``add_cli(subparsers)`` in your module (it calls ``subparsers.add_parser(name, ...)``
@@ -31,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "generate": "palmbook.generate",
     "doctor": "palmbook.doctor",
     "bench": "palmbook.bench",
-    # "book": "palmbook.book",
+    "book": "palmbook.book",
 }
 
 

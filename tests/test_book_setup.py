@@ -127,3 +127,13 @@ def test_each_figure_gets_its_own_div_id(clean_env):
         for i in range(3)
     ]
     assert len(set(ids)) == 3
+
+
+def test_cli_lists_the_profiles_and_marks_the_one_that_runs_here(clean_env, capsys):
+    from palmbook.cli import main
+
+    clean_env.setenv("PALMBOOK_PROFILE", "smoke")
+    assert main(["book"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:2] for line in lines[:3]] == ["* ", "  ", "  "]
+    assert [str(palmbook.profile(n)) for n in PROFILES] == [line[2:] for line in lines[:3]]
