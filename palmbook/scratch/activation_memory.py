@@ -15,6 +15,7 @@ and reduces it with activation checkpointing ("rematerialisation", PaLM §4.1 an
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -154,6 +155,9 @@ def memory_trace(phases: dict[str, Callable[[], Any]]) -> MemoryTrace:
     """
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    # Kineto (the profiler's engine) prints "profiler_start/stop" lines to stderr at its default log level; 6 keeps
+    # it quiet. Read when a profile starts; a level the user set is left alone.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     tags = {name: f"palmbook.phase.{name}" for name in phases}
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         for name, fn in phases.items():
