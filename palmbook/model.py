@@ -178,13 +178,13 @@ class ParallelBlock(nn.Module):
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """LN + the fused projection + RoPE. x (B, T, d) -> q (B, H, T, h), k, v (B, 1, T, h), gate, up (B, T, d_ff)."""
         H, h = self.n_heads, self.head_dim
-        fused = self.in_proj(self.norm(x))  # (B, T, H*h + 2h + 2 d_ff)
-        # Queries and the key sit side by side in the fused output: view them as H+1 heads and rotate them all at
-        # once, one RoPE call instead of two. Head H is the shared key.
-        qk = apply_rope(fused[..., : (H + 1) * h].unflatten(-1, (H + 1, h)), cos[:, None], sin[:, None])
+        # Queries and the key sit side by side in the fused output: split them off together as H+1 heads and
+        # rotate them all at once, one RoPE call instead of two. Head H is the shared key. (One split for all the
+        # pieces: its backward is one concatenation, where a separate slice would zero-fill a full-size gradient.)
+        qk, v, gate, up = self.in_proj(self.norm(x)).split([(H + 1) * h, h, self.splits[3], self.splits[4]], dim=-1)
+        qk = apply_rope(qk.unflatten(-1, (H + 1, h)), cos[:, None], sin[:, None])  # (B, T, H+1, h)
         q = qk[:, :, :H].transpose(1, 2)  # (B, H, T, h), a view
         k = qk[:, :, H:].transpose(1, 2)  # one shared head: (B, 1, T, h)
-        _, _, v, gate, up = fused.split(self.splits, dim=-1)
         return q, k, v.unsqueeze(1), gate, up
 
     def forward(
@@ -219,7 +219,10 @@ class ParallelBlock(nn.Module):
         attn = F.scaled_dot_product_attention(qk[:, None, :H], keys, values).view(B, H * h)
         gate, up = fused[:, (H + 2) * h :].chunk(2, dim=-1)
         mlp = F.silu(gate, inplace=True).mul_(up)  # the fused buffer is a temporary: reuse it
-        if torch.is_autocast_enabled(x.device.type):  # keep forward()'s dtypes: a float32 residual stream
+        # Under autocast keep forward()'s dtypes (a float32 residual stream). Output layers without a weight tensor
+        # (int8 layers from torch's quantize_dynamic, Chapter 10) run their own forward: addmm needs the tensor.
+        plain = isinstance(self.attn_out.weight, Tensor) and isinstance(self.ffn_out.weight, Tensor)
+        if torch.is_autocast_enabled(x.device.type) or not plain:
             return x + self.attn_out(attn)[:, None] + self.ffn_out(mlp)[:, None]
         out = torch.addmm(x.view(B, d), attn, self.attn_out.weight.t())
         return torch.addmm(out, mlp, self.ffn_out.weight.t()).view(B, 1, d)
