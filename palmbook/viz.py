@@ -26,6 +26,7 @@ __all__ = [
     "logit_scale_figure",
     "logit_shift_figure",
     "loss_and_log_z_figure",
+    "lr_schedule_figure",
     "memory_trace_figure",
     "prediction_steps_figure",
     "repetition_figure",
@@ -33,11 +34,14 @@ __all__ = [
     "sampling_filters_figure",
     "show_with_script",
     "softmax_temperature_figure",
+    "spike_figure",
     "svg_curves",
     "swish_beta_figure",
     "timing_figure",
     "token_grid_figure",
     "token_spans_html",
+    "tradeoff_figure",
+    "training_runs_figure",
 ]
 
 
@@ -1361,3 +1365,176 @@ def show_with_script(fig: go.Figure, post_script: str, div_id: str) -> None:
         post_script=post_script, config={"displaylogo": False, "responsive": True},
     )  # fmt: skip
     display(bundle, raw=True)
+
+
+# --------------------------------------------------------------------------------------------- chapter 7: training
+def lr_schedule_figure(
+    total_steps: int = 255_000,
+    peak_lr: float = 1e-2,
+    plateaus: Sequence[int] = (1_000, 2_500, 5_000, 10_000, 20_000, 50_000),
+    warmups: Sequence[int] = (0, 1_000, 2_500, 5_000, 10_000, 25_000),
+    start: tuple[int, int] = (10_000, 2_500),
+    min_lr_fraction: float = 0.1,
+    points: int = 160,
+) -> go.Figure:
+    """PaLM's schedule (constant, then 1/sqrt(step)) against linear warm-up + cosine decay, over a whole run.
+
+    One slider sets PaLM's plateau (``constant_steps``; the paper: 10,000 steps), the other the cosine warm-up;
+    buttons switch the step axis between linear and log. Both schedules peak at ``peak_lr``; the cosine one decays
+    to ``min_lr_fraction * peak_lr`` at ``total_steps`` (PaLM 540B trained 255k steps). Curves come from
+    :class:`palmbook.optim.LRSchedule`, the schedules the trainer runs.
+    """
+    import numpy as np
+
+    from .optim import LRSchedule, lr_curve
+
+    last = total_steps - 1
+    grid = np.unique(np.concatenate([np.linspace(0, last, points), np.geomspace(1, last, points)]))
+    steps = np.unique(np.concatenate([grid.astype(int), np.array(list(plateaus) + list(warmups))]))
+    steps = steps[steps < total_steps].tolist()
+
+    def curve(schedule: LRSchedule) -> list[float]:
+        return [float(f"{v:.5g}") for v in lr_curve(schedule, steps)[1]]
+
+    palm = {c: curve(LRSchedule("palm", peak_lr, constant_steps=c)) for c in plateaus}
+    cosine = {w: curve(LRSchedule("cosine", peak_lr, warmup_steps=w, total_steps=total_steps,
+                                  min_lr=min_lr_fraction * peak_lr)) for w in warmups}  # fmt: skip
+    p0, w0 = start
+    fig = go.Figure()
+    fig.add_scatter(x=steps, y=palm[p0], name="PaLM: constant, then 1/√step", line=dict(color="#d62728", width=3),
+                    hovertemplate="step %{x:,}: lr %{y:.3g}<extra>PaLM</extra>")  # fmt: skip
+    fig.add_scatter(x=steps, y=cosine[w0], name="linear warm-up + cosine", line=dict(color="#1f77b4", width=3),
+                    hovertemplate="step %{x:,}: lr %{y:.3g}<extra>cosine</extra>")  # fmt: skip
+
+    def slider(values: Sequence[int], curves: dict[int, list[float]], trace: int, prefix: str, y: float) -> dict:
+        return dict(
+            active=list(values).index(p0 if trace == 0 else w0), currentvalue=dict(prefix=prefix), y=y, pad=dict(t=10),
+            steps=[dict(method="restyle", label=f"{v:,}", args=[{"y": [curves[v]]}, [trace]]) for v in values],
+        )  # fmt: skip
+
+    fig.update_layout(
+        title=f"Learning-rate schedules over a {total_steps:,}-step run (PaLM 540B's length)",
+        xaxis=dict(title="optimiser step"), yaxis=dict(title="learning rate", rangemode="tozero"),
+        height=560, margin=dict(b=200), hovermode="x unified",
+        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+        sliders=[slider(plateaus, palm, 0, "PaLM: constant for the first ", -0.2),
+                 slider(warmups, cosine, 1, "cosine: warm-up steps = ", -0.48)],
+        updatemenus=[dict(type="buttons", direction="right", x=1.0, xanchor="right", y=1.12, yanchor="bottom",
+                          buttons=[dict(label="linear steps", method="relayout", args=[{"xaxis.type": "linear"}]),
+                                   dict(label="log steps", method="relayout", args=[{"xaxis.type": "log"}])])],
+    )  # fmt: skip
+    return fig
+
+
+_RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def training_runs_figure(
+    runs: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
+    title: str,
+    y_title: str = "loss (nats per token)",
+    x_title: str = "optimiser step",
+) -> go.Figure:
+    """Loss curves of several runs: ``{run: {"train": (steps, losses), "validation": (steps, losses)}}``.
+
+    Each run gets one colour: its training loss as a line, its validation loss (optional) as dashed markers.
+    Click a legend entry to hide a curve; hover compares the runs at a step.
+    """
+    fig = go.Figure()
+    for (name, parts), color in zip(runs.items(), _RUN_COLORS * 4, strict=False):
+        if "train" in parts:
+            x, y = parts["train"]
+            fig.add_scatter(x=list(x), y=list(y), name=f"{name} (train)", mode="lines", line=dict(color=color),
+                            hovertemplate="%{y:.3f}<extra>" + name + " train</extra>")  # fmt: skip
+        if "validation" in parts:
+            x, y = parts["validation"]
+            fig.add_scatter(x=list(x), y=list(y), name=f"{name} (validation)", mode="lines+markers",
+                            line=dict(color=color, dash="dash"), marker=dict(size=8),
+                            hovertemplate="%{y:.3f}<extra>" + name + " validation</extra>")  # fmt: skip
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420, hovermode="x unified")
+    return fig
+
+
+def spike_figure(attempts: Sequence[dict], events: Sequence[dict]) -> go.Figure:
+    """A loss spike and its cure (§5.1), against the number of batches drawn from the data.
+
+    attempts: one dict per optimiser step as it happened, ``{"batch", "step", "loss", "kept"}``; ``kept`` is False
+    for steps a rollback later undid. events: the trainer's ``spike`` and ``rollback`` events. The spike is a red
+    cross, the steps it undid are grey, the skipped batches are shaded; the loss axis is logarithmic.
+    """
+    fig = go.Figure()
+    for kept, name, color in ((True, "steps kept", "#1f77b4"), (False, "steps undone by the rollback", "#aaaaaa")):
+        pts = [a for a in attempts if a["kept"] == kept]
+        fig.add_scatter(x=[a["batch"] for a in pts], y=[a["loss"] for a in pts], name=name, mode="markers",
+                        marker=dict(color=color, size=7), customdata=[a["step"] for a in pts],
+                        hovertemplate="batch %{x}, step %{customdata}: loss %{y:.3f}<extra></extra>")  # fmt: skip
+    for e in events:
+        if e["event"] == "spike":
+            fig.add_scatter(x=[e["batches_seen"]], y=[e["loss"]], name="spike (update not applied)", mode="markers",
+                            marker=dict(color="#d62728", size=14, symbol="x"),
+                            hovertemplate="batch %{x}: loss %{y:.3g}, median of the window "
+                                          f"{e['median']:.3g}<extra></extra>")  # fmt: skip
+        elif e["event"] == "rollback":
+            last = e["batches_seen"]
+            first = last - e["skipped_batches"] + 1
+            fig.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor="#ff7f0e", opacity=0.15, line_width=0,
+                          annotation_text=f"{e['skipped_batches']} batches skipped",
+                          annotation_position="top left")  # fmt: skip
+            fig.add_annotation(x=first - 0.5, y=0.5, yref="paper", ax=-60, ay=0, showarrow=True, arrowhead=2,
+                               text=f"rolled back to step {e['to_step']}")  # fmt: skip
+    fig.update_layout(title="An injected loss spike: detected, rolled back, its batches skipped",
+                      xaxis_title="batches drawn from the data", yaxis=dict(title="training loss", type="log"),
+                      height=420, legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))  # fmt: skip
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 10: efficiency
+def tradeoff_figure(rows: Sequence[dict], machine: str) -> go.Figure:
+    """Size against quality for model variants, marker area proportional to speed (a trade-off map).
+
+    rows: ``{"name", "group", "disk_mb", "memory_mb", "nats_per_char", "forward_tok_s", "generate_tok_s"}``
+    (+ optional ``"detail"``). One trace per group; menus switch the size axis (file / memory) and which speed
+    sets the marker area (forward pass / generation). Lower and further left is better; bigger is faster.
+    """
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    by_group = {g: [r for r in rows if r["group"] == g] for g in groups}
+
+    def sizes(key: str) -> list[list[float]]:
+        top = max(r[key] for r in rows)
+        return [[8 + 42 * math.sqrt(r[key] / top) for r in by_group[g]] for g in groups]  # area ~ speed
+
+    fig = go.Figure()
+    forward = sizes("forward_tok_s")
+    for g, s, color in zip(groups, forward, _RUN_COLORS * 4, strict=False):
+        pts = by_group[g]
+        fig.add_scatter(
+            x=[r["disk_mb"] for r in pts], y=[r["nats_per_char"] for r in pts], name=g, mode="markers+text",
+            text=[r["name"] for r in pts], textposition="top center",
+            marker=dict(size=s, color=color, opacity=0.7, line=dict(color="black", width=1)),
+            customdata=[[r["disk_mb"], r["memory_mb"], r["forward_tok_s"], r["generate_tok_s"], r.get("detail", "")]
+                        for r in pts],
+            hovertemplate="<b>%{text}</b><br>file %{customdata[0]:.2f} MB, memory %{customdata[1]:.2f} MB<br>"
+                          "forward %{customdata[2]:,.0f} tok/s, generate %{customdata[3]:,.0f} tok/s<br>"
+                          "validation loss %{y:.4f} nats/char<br>%{customdata[4]}<extra></extra>",
+        )  # fmt: skip
+    n = len(groups)
+    x_of = {k: [[r[k] for r in by_group[g]] for g in groups] for k in ("disk_mb", "memory_mb")}
+    menus = [
+        dict(buttons=[dict(label="marker: forward speed", method="restyle",
+                           args=[{"marker.size": forward}, list(range(n))]),
+                      dict(label="marker: generation speed", method="restyle",
+                           args=[{"marker.size": sizes("generate_tok_s")}, list(range(n))])],
+             x=0.0, xanchor="left", y=1.14, yanchor="bottom"),
+        dict(buttons=[dict(label="x: size of the file", method="update",
+                           args=[{"x": x_of["disk_mb"]}, {"xaxis.title.text": "size of the saved model (MB)"}]),
+                      dict(label="x: size in memory", method="update",
+                           args=[{"x": x_of["memory_mb"]}, {"xaxis.title.text": "weights in memory (MB)"}])],
+             x=0.45, xanchor="left", y=1.14, yanchor="bottom"),
+    ]  # fmt: skip
+    fig.update_layout(
+        title=dict(text=f"Size, quality and speed of each variant ({machine})", y=0.98),
+        xaxis=dict(title="size of the saved model (MB)", rangemode="tozero"),
+        yaxis=dict(title="validation loss (nats per character; lower is better)"),
+        updatemenus=menus, height=560, margin=dict(t=130), legend=dict(title="family"),
+    )  # fmt: skip
+    return fig
