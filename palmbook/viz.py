@@ -442,7 +442,7 @@ def descent_figure(
         go.Contour(
             x=list(w_grid),
             y=list(b_grid),
-            z=[list(r) for r in loss_grid],
+            z=torch.as_tensor(loss_grid, dtype=torch.float32).numpy(),  # compact binary float32 in the page
             colorscale="Viridis",
             ncontours=30,
             showscale=False,
@@ -457,7 +457,8 @@ def descent_figure(
         out = []
         for i, (label, path) in enumerate(paths.items()):
             c = colors[i % len(colors)]
-            w, b, loss = zip(*path[: k + 1], strict=True)
+            # 4 decimals are plenty for the eye and for hover, and keep the slider's copies of the paths small
+            w, b, loss = ([round(float(v), 4) for v in col] for col in zip(*path[: k + 1], strict=True))
             out.append(
                 go.Scatter(
                     x=w,
