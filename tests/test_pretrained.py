@@ -19,7 +19,7 @@ def test_export_writes_bf16_weights_that_load_back_as_float32(tmp_path):
     torch.manual_seed(0)
     model = PaLM(PaLMConfig.preset("palm-tiny"))
     model.save_pretrained(tmp_path / "run" / "best")
-    tok = Tokenizer.train(["To be, or not to be: that is the question.\n"] * 50, vocab_size=280)
+    tok = Tokenizer.train(["To be, or not to be: that is the question.\n"] * 50, vocab_size=288)
     tok.save(tmp_path / "run" / "tokenizer.model")
     dest = export_pretrained(tmp_path / "run" / "best", tmp_path / "ship")
     assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.safetensors", "tokenizer.model"]
