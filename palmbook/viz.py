@@ -1295,8 +1295,10 @@ def compute_budget_figure(
     fig.add_trace(go.Scatter(x=[20 * n0, 20 * n0], y=[1e-6, 1e7], mode="lines", line=dict(dash="dot"),
                              name="20 tokens per parameter (Chinchilla)", hoverinfo="skip"))  # fmt: skip
     for label, level in (("1 hour", 1 / 24), ("1 day", 1), ("1 month", 30.4), ("1 year", 365.25)):
-        fig.add_hline(y=level, line=dict(color="#bbb", width=1), annotation_text=label,
-                      annotation_position="top left")  # fmt: skip
+        fig.add_hline(y=level, line=dict(color="#bbb", width=1))
+        # on a log axis an annotation's y is log10 of the value (add_hline's own label would land at 10^level)
+        fig.add_annotation(x=0, xref="x domain", xanchor="left", y=math.log10(level), yanchor="bottom",
+                           text=label, showarrow=False, font=dict(color="#888"))  # fmt: skip
 
     def slider(name: str, values: Sequence, labels: Sequence[str], active: int, y: float, prefix: str) -> dict:
         steps = [dict(method="skip", label=lab, value=str(i), args=[]) for i, lab in enumerate(labels)]
