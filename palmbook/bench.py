@@ -850,17 +850,29 @@ def gpu_mfu(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     tokens = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), device=device)
     x, y = tokens[:, :-1], tokens[:, 1:]
-    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    fused_kernels = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    backends = {"kernels": fused_kernels}
 
     def step() -> None:
-        with sdpa_kernel(backends), torch.autocast("cuda", dtype=torch.bfloat16):
+        with sdpa_kernel(backends["kernels"]), torch.autocast("cuda", dtype=torch.bfloat16):
             loss = lm_loss(model(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    try:  # the first step compiles; it also tells whether a fused attention kernel accepts these shapes
+        step()
+        attention = "fused SDPA kernels only (flash / cuDNN / memory-efficient)"
+    except RuntimeError as e:
+        if "kernel" not in str(e).lower():
+            raise
+        backends["kernels"] = [*fused_kernels, SDPBackend.MATH]
+        attention = f"math fallback allowed (no fused kernel took the shapes: {str(e).splitlines()[0][:120]})"
+        opt.zero_grad(set_to_none=True)
+        step()
+
     log(f"gpu-mfu: {cfg} batch {batch_size} x {seq_len}, bf16 compile={compile_blocks}, {torch.cuda.get_device_name()}")
-    for _ in range(warmup):
+    for _ in range(warmup - 1):
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -890,6 +902,7 @@ def gpu_mfu(
         "mfu_vs_measured_peak": mfu(tps, fpt, measured.best),
         "peak_memory_bytes": torch.cuda.max_memory_allocated(),
         "compile": compile_blocks,
+        "attention": attention,
         "gradient_checkpointing": gradient_checkpointing,
         "torch": torch.__version__,
         "known_peaks": PEAK_FLOPS,
