@@ -1213,7 +1213,7 @@ def generation_speed_figure(rates: dict[str, dict[int, tuple[float, float, float
                          arrayminus=[per[n][0] - per[n][1] for n in ns]),
             hovertemplate="%{x} tokens: %{y:,.0f} tokens/s<extra>" + name + "</extra>",
         ))  # fmt: skip
-    fig.update_layout(title=f"Generation speed, median of interleaved repetitions ({machine})",
+    fig.update_layout(title=f"Generation speed: median of interleaved repetitions<br><sup>measured on {machine}</sup>",
                       xaxis=dict(title="tokens generated (after an 8-token prompt)", type="log"),
                       yaxis=dict(title="tokens per second", type="log"), hovermode="x unified")  # fmt: skip
     return fig
