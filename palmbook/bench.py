@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -379,31 +379,49 @@ def interleaved(
 
 
 # --------------------------------------------------------------------------------------------- memory
-def peak_step_memory(step: Callable[[], None], device: torch.device) -> int:
-    """Peak bytes of tensors alive during one call of ``step`` (weights, gradients, optimiser state, activations).
+class MemoryTrace(NamedTuple):
+    """Bytes of live tensors around one call: before it, at its peak, and after it."""
 
-    CUDA: the caching allocator's ``max_memory_allocated``. CPU: the profiler's memory timeline, which records every
-    tensor allocation and free; tensors that existed before the step and were used in it count from the start.
+    start: int
+    peak: int
+    end: int
+
+
+def trace_memory(fn: Callable[[], Any], device: torch.device) -> MemoryTrace:
+    """Live tensor bytes before, at the peak of, and after one call of ``fn``.
+
+    CUDA: the caching allocator's counters. CPU: the profiler's memory timeline, which records every tensor
+    allocation and free; tensors that existed before the call and were used in it count from the start (tensors the
+    call never touches are not seen, and do not matter to it).
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        start = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        step()
+        fn()
         torch.cuda.synchronize(device)
-        return int(torch.cuda.max_memory_allocated(device))
+        return MemoryTrace(start, int(torch.cuda.max_memory_allocated(device)), torch.cuda.memory_allocated(device))
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import Action
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as p:
-        step()
-    live = peak = 0
+        fn()
+    start = live = peak = 0
     for _, action, _, size in p._memory_profile().timeline:
-        if action in (Action.PREEXISTING, Action.CREATE):
+        if action == Action.PREEXISTING:
+            start += size
+            live += size
+        elif action == Action.CREATE:
             live += size
         elif action == Action.DESTROY:
             live -= size
         peak = max(peak, live)
-    return peak
+    return MemoryTrace(start, peak, live)
+
+
+def peak_step_memory(step: Callable[[], None], device: torch.device) -> int:
+    """Peak bytes of tensors alive during one training step (weights, gradients, optimiser state, activations)."""
+    return trace_memory(step, device).peak
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -682,16 +700,22 @@ def memory_facts(shape: BenchShape = REFERENCE, device: str | torch.device = "cp
         opt.zero_grad(set_to_none=True)
 
     step()  # creates AdamW's moments
-    static = sum(p.numel() * p.element_size() for p in model.parameters()) * 4  # weights, grads, 2 moments
-    act: dict[str, Any] = {"static_bytes": static}
+    static = sum(p.numel() * p.element_size() for p in model.parameters()) * 3  # weights + AdamW's 2 moments
+    act: dict[str, Any] = {"tokens": shape.batch_size * shape.seq_len, "weights_and_optimizer_bytes": static}
+    held: list[torch.Tensor] = []
     for remat in (False, True):
         model.gradient_checkpointing = remat
-        peak = peak_step_memory(step, device)
-        key = "with_checkpointing" if remat else "without_checkpointing"
-        act[key] = {"peak_bytes": peak, "activation_bytes": peak - static}
+        # what the forward pass (model + loss) leaves alive for the backward pass: the activations
+        fwd = trace_memory(lambda: held.append(lm_loss(model(data.inputs), data.targets)), device)
+        held.pop().backward()
+        opt.zero_grad(set_to_none=True)
+        act["with_checkpointing" if remat else "without_checkpointing"] = {
+            "saved_for_backward_bytes": fwd.end - fwd.start,
+            "step_peak_bytes": peak_step_memory(step, device),
+        }
     model.gradient_checkpointing = False
-    without, with_ = act["without_checkpointing"]["activation_bytes"], act["with_checkpointing"]["activation_bytes"]
-    act["ratio"] = with_ / max(without, 1)
+    without = act["without_checkpointing"]["saved_for_backward_bytes"]
+    act["ratio"] = act["with_checkpointing"]["saved_for_backward_bytes"] / max(without, 1)
     facts["training_activations"] = act
     return facts
 
@@ -707,10 +731,14 @@ def format_memory_facts(facts: dict[str, Any]) -> str:
         f"{big['per 2048-token sequence, multi-head'] / 2**30:,.1f} GiB"
     )
     a = facts["training_activations"]
+    w, c = a["without_checkpointing"], a["with_checkpointing"]
+    mib = 2**20
     lines.append(
-        f"training activations (peak - weights, grads, AdamW state of {a['static_bytes'] / 2**20:,.0f} MiB): "
-        f"{a['without_checkpointing']['activation_bytes'] / 2**20:,.0f} MiB without checkpointing, "
-        f"{a['with_checkpointing']['activation_bytes'] / 2**20:,.0f} MiB with ({a['ratio']:.2f}x)"
+        f"training activations (saved by the forward pass for the backward pass, {a['tokens']:,} tokens): "
+        f"{w['saved_for_backward_bytes'] / mib:,.0f} MiB without checkpointing, "
+        f"{c['saved_for_backward_bytes'] / mib:,.0f} MiB with ({a['ratio']:.2f}x); whole-step peak "
+        f"{w['step_peak_bytes'] / mib:,.0f} vs {c['step_peak_bytes'] / mib:,.0f} MiB (weights + AdamW state: "
+        f"{a['weights_and_optimizer_bytes'] / mib:,.0f} MiB)"
     )
     return "\n".join(lines)
 

@@ -73,6 +73,11 @@ def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, cap
     # one key head and one value head per layer, float32: 2 * L * h * 4 bytes; multi-head has H times more
     assert kv["palmbook (multi-query)"] == kv["falcon multi-query"] == 2 * 2 * 32 * 4
     assert kv["falcon multi-head"] == 2 * kv["falcon multi-query"]
+    act = res["memory_facts"]["training_activations"]
+    saved = [act[k]["saved_for_backward_bytes"] for k in ("without_checkpointing", "with_checkpointing")]
+    assert 0 < saved[1] < saved[0] / 2  # checkpointing keeps block inputs only
+    # the forward pass alone saves at least the float32 log-softmax of the logits, 4 * V bytes per token
+    assert saved[1] >= 4 * QUICK.vocab_size * QUICK.batch_size * QUICK.seq_len
     big = res["memory_facts"]["palm_540b_kv_bytes_per_token_bf16"]
     assert big["multi-query"] == 2 * 118 * 256 * 2 and big["multi-head"] == 48 * big["multi-query"]
 
