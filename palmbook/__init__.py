@@ -7,6 +7,17 @@ __version__ = "0.1.0"
 
 from .config import PaLMConfig
 from .data import Batches, lm_blocks, load_corpus, pack, shakespeare, tokenize
+from .evaluate import (
+    ClassificationReport,
+    accuracy_interval,
+    bleu,
+    choose,
+    classification_report,
+    exact_match,
+    generate_batched,
+    lm_perplexity,
+    score_continuations,
+)
 from .flops import flops_per_token, measure_matmul_peak, memory_estimate, mfu
 from .generate import generate
 from .loss import LMLoss, lm_loss, perplexity
@@ -14,12 +25,14 @@ from .model import KVCache, PaLM
 from .optim import LRSchedule, PaLMAdafactor, cosine_lr, lr_curve, palm_lr
 from .pretrained import available_pretrained, pretrained
 from .profiles import Profile, profile
+from .tasks import genre_passages, number_translation, sentiment_lines, speaker_questions
 from .tokenizer import Tokenizer
 from .train import Callback, TrainConfig, Trainer, TrainResult, evaluate_lm, load_metrics, prepare_lm_data, train
 
 __all__ = [
     "Batches",
     "Callback",
+    "ClassificationReport",
     "KVCache",
     "LMLoss",
     "LRSchedule",
@@ -32,26 +45,38 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "__version__",
+    "accuracy_interval",
     "available_pretrained",
+    "bleu",
+    "choose",
+    "classification_report",
     "cosine_lr",
     "evaluate_lm",
+    "exact_match",
     "flops_per_token",
     "generate",
+    "generate_batched",
+    "genre_passages",
     "lm_blocks",
     "lm_loss",
+    "lm_perplexity",
     "load_corpus",
     "load_metrics",
     "lr_curve",
     "measure_matmul_peak",
     "memory_estimate",
     "mfu",
+    "number_translation",
     "pack",
     "palm_lr",
     "perplexity",
     "prepare_lm_data",
     "pretrained",
     "profile",
+    "score_continuations",
+    "sentiment_lines",
     "shakespeare",
+    "speaker_questions",
     "tokenize",
     "train",
 ]

@@ -19,8 +19,10 @@ __all__ = [
     "attention_map_figure",
     "backward_pass_figure",
     "compute_budget_figure",
+    "confusion_figure",
     "descent_figure",
     "embedding_map_figure",
+    "examples_table_figure",
     "gated_unit_figure",
     "generation_speed_figure",
     "logit_scale_figure",
@@ -37,6 +39,7 @@ __all__ = [
     "spike_figure",
     "svg_curves",
     "swish_beta_figure",
+    "task_results_figure",
     "timing_figure",
     "token_grid_figure",
     "token_spans_html",
@@ -1541,3 +1544,106 @@ def tradeoff_figure(rows: Sequence[dict], machine: str) -> go.Figure:
         updatemenus=menus, height=560, margin=dict(t=130), legend=dict(title="family"),
     )  # fmt: skip
     return fig
+
+
+# --------------------------------------------------------------------------------------------- chapter 9: applications
+def confusion_figure(reports: dict, title: str = "Confusion matrix") -> go.Figure:
+    """Confusion matrices with a dropdown over the classifiers (works without a kernel).
+
+    reports: ``{name: ClassificationReport}`` (palmbook.evaluate) with the same labels. Colour = the share of each
+    true class (row) predicted as each class, so rows of different sizes compare; hover gives the counts.
+    """
+    names = list(reports)
+    if not names:
+        raise ValueError("need at least one classification report")
+    labels = reports[names[0]].labels
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        r = reports[name]
+        if r.labels != labels:
+            raise ValueError(f"report {name!r} has labels {r.labels}, not {labels}")
+        rows = [[v / max(1, sum(row)) for v in row] for row in r.confusion]
+        fig.add_trace(go.Heatmap(
+            z=rows, x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues", visible=i == 0,
+            customdata=r.confusion, text=[[f"{v:.0%}" for v in row] for row in rows], texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.0%} of the row)<extra></extra>",
+            colorbar=dict(title="share of row", tickformat=".0%"),
+        ))  # fmt: skip
+    buttons = [
+        dict(label=name, method="update", args=[
+            {"visible": [j == i for j in range(len(names))]},
+            {"title.text": f"{title}: {name} ({reports[name].accuracy:.0%} accuracy, macro-F1 "
+                           f"{reports[name].macro_f1:.2f})"},
+        ])
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+    first = reports[names[0]]
+    fig.update_layout(
+        title=f"{title}: {names[0]} ({first.accuracy:.0%} accuracy, macro-F1 {first.macro_f1:.2f})",
+        xaxis=dict(title="predicted"), yaxis=dict(title="true", autorange="reversed"), height=480,
+        updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.16, yanchor="top")], margin=dict(t=100),
+    )  # fmt: skip
+    return fig
+
+
+def task_results_figure(results: Sequence[dict]) -> go.Figure:
+    """One panel per task, each with its own metric axis: bars for the baselines and for the model(s).
+
+    results: ``[{"task": str, "metric": str, "bars": {name: value}, "model": set of bar names that are models,
+    "lower_is_better": bool}, ...]``. Baselines are grey, models coloured; hover gives the exact value.
+    """
+    from plotly.subplots import make_subplots
+
+    if not results:
+        raise ValueError("need at least one task")
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=[r["task"] for r in results],
+                        horizontal_spacing=0.07)  # fmt: skip
+    for col, r in enumerate(results, 1):
+        names = list(r["bars"])
+        models = set(r.get("model", ()))
+        fig.add_trace(go.Bar(
+            x=names, y=[r["bars"][n] for n in names], showlegend=False,
+            marker_color=["#1f77b4" if n in models else "#b0b0b0" for n in names],
+            text=[f"{r['bars'][n]:.3g}" for n in names], textposition="outside", cliponaxis=False,
+            hovertemplate="%{x}: %{y:.4g} " + r["metric"] + "<extra>" + r["task"] + "</extra>",
+        ), row=1, col=col)  # fmt: skip
+        arrow = "lower is better" if r.get("lower_is_better") else "higher is better"
+        fig.update_yaxes(title_text=f"{r['metric']} ({arrow})", row=1, col=col, rangemode="tozero")
+        fig.update_xaxes(tickangle=-45, row=1, col=col)
+    fig.update_layout(height=480, title="Each task: the model (blue) next to its baselines (grey)",
+                      margin=dict(t=90, b=150))  # fmt: skip
+    return fig
+
+
+def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: int = 520) -> go.Figure:
+    """A table of examples per task with a dropdown to switch task (works without a kernel).
+
+    tables: ``{task: {column name: [cell, ...]}}``; every column of a task has the same number of cells.
+    Newlines in cells are shown as line breaks.
+    """
+    if not tables:
+        raise ValueError("need at least one table")
+    fig = go.Figure()
+    for i, (task, cols) in enumerate(tables.items()):
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"the columns of {task!r} have different lengths: {sorted(lengths)}")
+        fig.add_trace(go.Table(
+            header=dict(values=[f"<b>{c}</b>" for c in cols], align="left", fill_color="#e8eef7"),
+            cells=dict(values=[[_table_cell(v) for v in vals] for vals in cols.values()], align="left",
+                       height=24),
+            visible=i == 0,
+        ))  # fmt: skip
+    names = list(tables)
+    buttons = [dict(label=t, method="update", args=[{"visible": [j == i for j in range(len(names))]},
+                                                      {"title.text": f"Examples: {t}"}])
+               for i, t in enumerate(names)]  # fmt: skip
+    fig.update_layout(title=f"Examples: {names[0]}", height=height, margin=dict(t=90, l=10, r=10, b=10),
+                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.14, yanchor="top")])  # fmt: skip
+    return fig
+
+
+def _table_cell(value: object) -> str:
+    import html
+
+    return html.escape(str(value)).replace("\n", "<br>")
