@@ -70,7 +70,7 @@ def rope_tables(
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate each pair (x[i], x[i + h/2]) of the last dimension by its angle.
 
-    x: (..., T, h); cos, sin: (T, h), or any shape that broadcasts against x. This is the "rotate half" layout of
+    x: (..., T, h); cos, sin: (T, h), or any shape that broadcasts to x's shape. This is the "rotate half" layout of
     GPT-NeoX; RoFormer pairs neighbouring dimensions instead. The two are the same rotation up to a fixed
     permutation of a head's dimensions, which the learned projections absorb, so the model family is identical; the
     half layout needs no strided gathers.
@@ -95,8 +95,7 @@ def _rope(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
         s = -s
     if torch.compiler.is_compiling():  # the compiler fuses this into one kernel; out= buffers would only hinder it
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
-    shape = torch.broadcast_shapes(x.shape, cos.shape)
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # the tables broadcast against x, never beyond
     o1, o2 = out[..., :half], out[..., half:]
     torch.mul(x1, c, out=o1).addcmul_(x2, s, value=-1.0)  # x1 c - x2 s
     torch.mul(x2, c, out=o2).addcmul_(x1, s)  # x2 c + x1 s
@@ -112,16 +111,12 @@ class _RoPE(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         ctx.save_for_backward(cos, sin)
-        ctx.x_shape = x.shape
         return _rope(x, cos, sin)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         cos, sin = ctx.saved_tensors
-        g = _rope(grad, cos, sin, inverse=True)
-        if g.shape != ctx.x_shape:  # x was broadcast against the tables: sum the gradient back to x's shape
-            g = g.sum_to_size(ctx.x_shape)
-        return g, None, None
+        return _rope(grad, cos, sin, inverse=True), None, None
 
 
 # --------------------------------------------------------------------------------------------- KV cache
