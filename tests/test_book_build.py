@@ -127,8 +127,12 @@ def server(built_book):
     httpd.server_close()
 
 
+WIDGET_MODULES = ["@jupyter-widgets/html-manager/dist/embed-amd", "@jupyter-widgets/html-manager",
+                  "@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/base7",
+                  "@jupyter-widgets/controls7"]  # fmt: skip
 # What a page must show once its scripts have run, measured in the page.
 PROBE = """() => {
+  const WIDGET_MODULES = __WIDGET_MODULES__;
   const q = (s) => document.querySelectorAll(s);
   const plots = [...q('.js-plotly-plot')];
   const maths = [...q('.math')];
@@ -145,8 +149,11 @@ PROBE = """() => {
     widget_views_drawn: q('.jupyter-widgets').length,
     sliders: q('.widget-slider').length,
     colab: [...q('a[href^="https://colab.research.google.com"]')].map((a) => a.href),
+    // Where require.js puts each AMD module of the widget manager: every bundle takes its font URLs from there.
+    widget_module_urls: typeof window.require === 'function' && window.require.toUrl
+      ? WIDGET_MODULES.map((id) => window.require.toUrl(id)) : [],
   };
-}"""
+}""".replace("__WIDGET_MODULES__", json.dumps(WIDGET_MODULES))
 READY = """() => {
   const plots = [...document.querySelectorAll('div[id^="palmbook-fig-"]')];
   const maths = [...document.querySelectorAll('.math')];
@@ -279,6 +286,12 @@ def test_saved_widgets_are_present(seen, page):
     )
     if saved:
         assert r["widget_views_drawn"] >= saved, f"{page}: {r['widget_views_drawn']} of {saved} widget views drawn"
+        # Each widget bundle loads its icon fonts from the folder of its module's URL: all must be the site's copy
+        # (a module left to resolve against the page made the fonts 404 whenever its @font-face won the race).
+        urls = r["widget_module_urls"]
+        assert len(urls) == len(WIDGET_MODULES), f"{page}: require.js not configured: {urls}"
+        static = "/_static/widgets/"
+        assert all(static in u and "/" not in u.split(static)[1] for u in urls), urls
 
 
 @pytest.mark.browser

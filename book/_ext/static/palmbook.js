@@ -2,13 +2,20 @@
 // Loaded (synchronously, before require.js) on pages that carry widget state.
 (function () {
   "use strict";
-  // The widget manager computes the URL of its icon fonts from its own require.js module id,
-  // "@jupyter-widgets/html-manager/dist/embed-amd", which require.js resolves relative to the page unless told
-  // otherwise: map that id to this site's copy in "_static/widgets/", wherever the page sits in the site.
+  // Each webpack bundle inside embed-amd.js (html-manager, base, controls, base7, controls7) computes the URL of
+  // its icon fonts from the folder of its own require.js module id, which require.js resolves relative to the
+  // page unless told otherwise. Whichever bundle injects its @font-face last wins, so EVERY id must resolve into
+  // this site's copy in "_static/widgets/", wherever the page sits in the site (require.js takes the longest
+  // matching prefix): "@jupyter-widgets/controls" -> _static/widgets/controls.js, folder _static/widgets/.
   var me = document.currentScript;
   var staticRoot = me ? me.src.replace(/palmbook\.js(\?.*)?$/, "") : "";
   if (me && me.dataset.localWidgets && typeof window.require === "undefined") {
-    window.require = { paths: { "@jupyter-widgets/html-manager/dist": staticRoot + "widgets" } };
+    window.require = {
+      paths: {
+        "@jupyter-widgets": staticRoot + "widgets",
+        "@jupyter-widgets/html-manager/dist": staticRoot + "widgets",
+      },
+    };
   }
   // ipywidgets typeset their labels with MathJax 2's MathJax.Hub.Queue(["Typeset", MathJax.Hub, element]);
   // the book runs MathJax 3, which has no Hub. Translate the call. MathJax is a deferred script, so it has
