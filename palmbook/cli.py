@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["palmbook", *(sys.argv[1:] if argv is None else argv)]  # the command as typed, for run records
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

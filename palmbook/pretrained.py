@@ -39,9 +39,7 @@ def pretrained_dir(name: str = "shakespeare-small") -> Path:
     return path
 
 
-def pretrained(
-    name: str = "shakespeare-small", device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-):
+def pretrained(name: str = "shakespeare-small", device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """Load a shipped model and its tokenizer: ``(PaLM, Tokenizer)``, in eval mode, offline.
 
     Weights ship in bfloat16 (half the bytes of float32, and the precision they were trained in under

@@ -1409,11 +1409,13 @@ def run_cli(args: Any) -> int:
     out = Path(flags["out_dir"])
     run_path = out / RUN_FILE
     prof = profile()
+    command = list(getattr(args, "argv", sys.argv))
+    previous: dict[str, Any] = {}
     if args.resume and run_path.is_file():
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-        model_config = PaLMConfig.from_dict(run["model_config"])
-        base = run["train_config"]
-        source, seq_len, sample_by = run["data"], run["seq_len"], run.get("sample_by", "document")
+        previous = json.loads(run_path.read_text(encoding="utf-8"))
+        model_config = PaLMConfig.from_dict(previous["model_config"])
+        base = previous["train_config"]
+        source, seq_len, sample_by = previous["data"], previous["seq_len"], previous.get("sample_by", "document")
         tokenizer_path: Path | None = out / "tokenizer.model"
     else:
         if args.resume:
@@ -1454,7 +1456,10 @@ def run_cli(args: Any) -> int:
                     f"{model_config.vocab_size}; use a model config with vocab_size >= {data.tokenizer.vocab_size}"
                 )
             run = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "data": source,
-                   "seq_len": seq_len, "sample_by": sample_by, "argv": sys.argv}  # fmt: skip
+                   "seq_len": seq_len, "sample_by": sample_by, "argv": command}  # fmt: skip
+            if previous:  # a resume keeps the command that started the run and records each resume after it
+                run["argv"] = previous.get("argv", [])
+                run["resumed_with"] = [*previous.get("resumed_with", []), command]
             text = json.dumps(run, indent=2) + "\n"
             atomic_write(run_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
         if world > 1:

@@ -65,6 +65,9 @@ def test_train_writes_a_complete_resumable_run(run_dir, capsys):
     assert main(["train", "--out-dir", str(resumed), "--resume", "--steps", "5", "--no-progress"]) == 0
     assert [s for s, _ in list_checkpoints(resumed / "checkpoints")][-1] == 5
     assert "[resume] step=3" in capsys.readouterr().out
+    run = json.loads((resumed / "run.json").read_text())  # the command that started the run survives its resumes
+    assert "--data" in run["argv"] and "--resume" not in run["argv"]
+    assert [argv[-4:] for argv in run["resumed_with"]] == [["--resume", "--steps", "5", "--no-progress"]]
 
 
 def test_generate_continues_a_prompt_reproducibly(run_dir, capsys):
