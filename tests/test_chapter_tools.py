@@ -13,13 +13,65 @@ sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import chapters  # noqa: E402
 
 
-def test_install_cell_follows_the_repository_in_config():
-    url, branch = chapters.repository()
+def test_install_cell_installs_this_editions_package_from_the_configured_repository():
+    import palmbook
+
+    url, _ = chapters.repository()
     source = chapters.colab_install_source()
-    assert f'"palmbook @ git+{url}@{branch}"' in source
+    assert f'"palmbook[apps] @ git+{url}@v{palmbook.__version__}"' in source
     assert 'if "google.colab" in sys.modules:' in source
     assert "torch" not in source.split("subprocess.run")[1].split("\n")[0]  # never installs or pins torch
     compile(source, "<install cell>", "exec")
+
+
+def test_install_cell_warns_when_colab_has_no_gpu(monkeypatch, capsys):
+    """Run the cell as Colab would (a fake google.colab module) with pip stubbed and no nvidia-smi on PATH."""
+    import shutil
+    import subprocess
+    import types
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    exec(compile(chapters.colab_install_source(), "<install cell>", "exec"), {})
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", chapters.install_spec()]]
+    assert "no GPU" in capsys.readouterr().out
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    exec(compile(chapters.colab_install_source(), "<install cell>", "exec"), {})
+    assert "no GPU" not in capsys.readouterr().out
+
+
+def test_install_cell_does_nothing_outside_colab(monkeypatch, capsys):
+    import subprocess
+
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: pytest.fail("installed outside Colab"))
+    exec(compile(chapters.colab_install_source(), "<install cell>", "exec"), {})
+    assert capsys.readouterr().out == ""
+
+
+def test_edition_tag_is_v_plus_the_package_version():
+    import palmbook
+
+    assert chapters.package_version() == palmbook.__version__
+    assert chapters.edition_tag() == f"v{palmbook.__version__}"
+
+
+def test_sync_rewrites_only_a_stale_install_cell(tmp_path):
+    v4 = nbformat.v4
+    stale = chapters.colab_install_source().replace(chapters.edition_tag(), "v0.0.1")
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# 9. T"), v4.new_code_cell(stale), v4.new_code_cell("1 + 1")])
+    nb.cells[2].outputs = [v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    path = tmp_path / "09_t.ipynb"
+    nbformat.write(nb, path)
+
+    assert chapters.sync([path]) == [path]
+    done = nbformat.read(path, as_version=4)
+    assert done.cells[1].source == chapters.colab_install_source()
+    assert done.cells[1].metadata["tags"] == ["remove-cell"]
+    assert done.cells[2].outputs == nb.cells[2].outputs  # nothing else changed
+    assert chapters.sync([path]) == []  # already in step
 
 
 def test_colab_url_points_at_the_notebook_on_the_configured_branch():
@@ -47,7 +99,7 @@ def test_new_chapter_writes_the_header_cells(tmp_path, monkeypatch):
 def test_execute_saves_outputs_and_widget_state_and_syncs_the_install_cell(tmp_path, monkeypatch):
     monkeypatch.setenv("PALMBOOK_PROFILE", "cpu")  # execute() must override it with the profile it is given
     v4 = nbformat.v4
-    stale = chapters.colab_install_source().replace("@main", "@an-old-branch")
+    stale = chapters.colab_install_source().replace(chapters.edition_tag(), "an-old-branch")
     nb = v4.new_notebook(
         cells=[
             v4.new_markdown_cell("# 9. A test chapter"),

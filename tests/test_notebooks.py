@@ -85,8 +85,9 @@ def test_opens_with_a_numbered_title(path):
 def test_first_code_cell_installs_palmbook_in_colab_only_and_is_hidden(path):
     cell = _code_cells(_read(path))[0]
     assert cell.source == chapters.colab_install_source(), (
-        f"{path.name}: the first code cell must be the Colab install cell; "
-        "copy it from `python book/_ext/chapters.py new` (it follows _config.yml's repository url and branch)"
+        f"{path.name}: the first code cell must be the Colab install cell of this edition; "
+        f"`python book/_ext/chapters.py sync {path.relative_to(ROOT)}` rewrites it (it follows _config.yml's "
+        "repository url and palmbook.__version__)"
     )
     assert "remove-cell" in cell.metadata.get("tags", []), "tag it remove-cell so the book hides it"
     assert cell.outputs == [], "outside Colab the install cell does nothing, so it prints nothing"
@@ -97,6 +98,17 @@ def test_second_code_cell_calls_setup_and_ran_with_the_cpu_profile(path):
     cell = _code_cells(_read(path))[1]
     assert "from palmbook.book import setup" in cell.source and "setup(" in cell.source
     assert "profile 'cpu'" in _text(cell), f"{path.name}: commit chapters executed with `make execute` (profile cpu)"
+
+
+@each_chapter
+def test_header_shows_the_palmbook_version_it_was_executed_with(path):
+    """The setup cell prints ``palmbook <version> | torch ...``: a new edition re-executes every chapter."""
+    printed = _text(_code_cells(_read(path))[1])
+    version = chapters.package_version()
+    assert re.search(r"^palmbook \S+ \| torch ", printed, re.M), f"{path.name}: setup() printed no versions"
+    assert f"palmbook {version} |" in printed, (
+        f"{path.name} was executed with another palmbook than {version}: run `make execute NB={path.relative_to(ROOT)}`"
+    )
 
 
 @each_chapter

@@ -3,17 +3,23 @@
     python book/_ext/chapters.py new book/03_attention.ipynb "3. Attention"   # a skeleton with the header cells
     python book/_ext/chapters.py execute                                      # every chapter, profile cpu
     python book/_ext/chapters.py execute book/03_attention.ipynb              # one chapter
+    python book/_ext/chapters.py sync                                         # install cells only, no run
 
-Executing first brings the Colab install cell up to date with ``_config.yml``, then writes the notebook back with
-its outputs and its **widget state** (nbclient's ``store_widget_state``):
+Executing first brings the Colab install cell up to date with ``_config.yml`` and the package version, then
+writes the notebook back with its outputs and its **widget state** (nbclient's ``store_widget_state``):
 the static book draws ipywidgets from that state, and nbval or a plain "Save" in Jupyter may not store it.
 The repository's address comes from ``_config.yml`` (its one home); tests/test_notebooks.py checks every
 chapter's install cell against :func:`colab_install_source`.
+
+**Editions.** The book is published from a tag ``v<version>`` (``palmbook.__version__``): ``_config.yml``'s
+``repository.branch`` is that tag, so a chapter's Colab link opens the notebook of the edition being read, and its
+install cell installs the package from the same tag. Book and package stay in step; no torch is ever pinned.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
@@ -42,6 +48,27 @@ def repository() -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo["branch"]
 
 
+def package_version() -> str:
+    """``palmbook.__version__``, read from ``palmbook/__init__.py`` (its one home) without importing torch."""
+    tree = ast.parse((ROOT / "palmbook" / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise RuntimeError("palmbook/__init__.py defines no __version__")
+
+
+def edition_tag() -> str:
+    """The git tag of this edition of book and package: ``v`` + ``palmbook.__version__``."""
+    return f"v{package_version()}"
+
+
+def install_spec() -> str:
+    """What a chapter's Colab cell gives to pip: the package (with the extras chapters import) at this edition's
+    tag. Deliberately no torch: Colab's own CUDA build satisfies ``torch>=...`` and must stay."""
+    url, _ = repository()
+    return f"palmbook[apps] @ git+{url}@{edition_tag()}"
+
+
 def chapters() -> list[Path]:
     """Every chapter notebook ``book/NN_topic.ipynb``, in order."""
     return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
@@ -56,9 +83,9 @@ def colab_url(notebook: Path) -> str:
 
 
 def colab_install_source() -> str:
-    """Source of every chapter's first code cell: in Colab only, install palmbook and check for a GPU."""
-    url, branch = repository()
-    return f"""# Colab only (the book hides this cell): install palmbook from its repository, check for a GPU.
+    """Source of every chapter's first code cell: in Colab only, install this edition of palmbook, check for a GPU."""
+    return f"""# Colab only (the book hides this cell): install palmbook {package_version()}, the package of this
+# edition of the book, from its repository's tag {edition_tag()}, and check for a GPU.
 import sys
 
 if "google.colab" in sys.modules:
@@ -66,7 +93,7 @@ if "google.colab" in sys.modules:
     import subprocess
 
     # No torch pin: Colab's own CUDA build of torch satisfies palmbook's requirement and stays.
-    spec = "palmbook @ git+{url}@{branch}"
+    spec = "{install_spec()}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec], check=True)
     if shutil.which("nvidia-smi") is None:
         print(
@@ -76,8 +103,9 @@ if "google.colab" in sys.modules:
 
 
 def sync_install_cell(nb: nbformat.NotebookNode) -> bool:
-    """Rewrite a chapter's Colab install cell to the current :func:`colab_install_source` (the repository url or
-    branch in _config.yml may have changed). Only a first code cell that already is an install cell is touched."""
+    """Rewrite a chapter's Colab install cell to the current :func:`colab_install_source` (the repository url in
+    _config.yml or the package version may have changed). Only a first code cell that already is an install cell
+    is touched; it has no outputs (outside Colab it does nothing), so no re-execution is needed."""
     code = [c for c in nb.cells if c.cell_type == "code"]
     if not code or not code[0].source.startswith("# Colab only"):
         return False
@@ -150,6 +178,18 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 1800) -> Non
         print(f"executed {_rel(path)} (profile {profile}) in {time.perf_counter() - start:.1f} s")
 
 
+def sync(paths: list[Path]) -> list[Path]:
+    """Bring the Colab install cell of each notebook up to date, touching nothing else; return those changed."""
+    changed = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        if sync_install_cell(nb):
+            nbformat.write(nb, path)
+            changed.append(path)
+            print(f"updated the install cell of {_rel(path)}")
+    return changed
+
+
 def _rel(path: Path) -> str:
     """``path`` relative to the repository when it is inside it (for messages)."""
     path = path.resolve()
@@ -166,14 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     p_exec.add_argument("paths", type=Path, nargs="*", help="default: every book/NN_*.ipynb")
     p_exec.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), choices=["smoke", "cpu", "gpu"])
     p_exec.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    p_sync = sub.add_parser("sync", help="rewrite the Colab install cells (after a version or repository change)")
+    p_sync.add_argument("paths", type=Path, nargs="*", help="default: every book/NN_*.ipynb")
     args = parser.parse_args(argv)
     if args.command == "new":
         new_chapter(args.path, args.title)
+        return 0
+    paths = args.paths or chapters()
+    for p in paths:
+        if not p.is_file():
+            parser.error(f"no notebook at {p}")
+    if args.command == "sync":
+        sync(paths)
     else:
-        paths = args.paths or chapters()
-        for p in paths:
-            if not p.is_file():
-                parser.error(f"no notebook at {p}")
         execute(paths, args.profile, args.timeout)
     return 0
 
