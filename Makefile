@@ -12,8 +12,9 @@ TORCH   ?= torch==2.13.0
 PROFILE ?= cpu
 # `make execute NB=book/03_attention.ipynb` executes one chapter; without NB, every book/NN_*.ipynb.
 NB      ?=
-# `make book` builds what it can and reports problems; CI's test builds strictly (-W -n): see tests/test_book_build.py.
-JBFLAGS ?= --keep-going
+# `make book` is what the Pages workflow publishes, so it is strict: a warning (a broken link or reference, a figure
+# the page cannot draw) fails the build; --keep-going lists them all first. A draft: `make book JBFLAGS=--keep-going`.
+JBFLAGS ?= -W -n --keep-going
 
 .PHONY: book test execute lint clean
 

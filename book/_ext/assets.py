@@ -139,10 +139,14 @@ def cdn_warning(missing: list[str]) -> str:
 
 
 def main() -> int:
+    """Fetch the assets (``make book`` runs this first). Exit 1 if any is missing and PALMBOOK_REQUIRE_ASSETS=1:
+    the publishing workflow sets it, because a published book must not depend on a CDN."""
     os.chdir(ROOT)
     missing = ensure_assets()
     if missing:
         print(cdn_warning(missing), file=sys.stderr)
+        if os.environ.get("PALMBOOK_REQUIRE_ASSETS") == "1":
+            return 1
     else:
         size = sum(f.stat().st_size for f in STATIC.rglob("*") if f.is_file())
         print(f"palmbook: book assets ready in {STATIC.relative_to(ROOT)} ({size / 1e6:.1f} MB)")
