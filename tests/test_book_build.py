@@ -10,6 +10,7 @@ PALMBOOK_REQUIRE_BROWSER=1 (set by .ci/run) turns that into a failure.
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import json
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,52 @@ def test_no_page_refers_to_an_outside_script_or_stylesheet(built_book):
         html = (built_book / page).read_text(encoding="utf-8")
         for tag in ('<script src="http', '<link rel="stylesheet" href="http', 'src="//', 'href="//'):
             assert tag not in html, f"{page}: {tag}"
+
+
+class _LinksAndIds(html.parser.HTMLParser):
+    """The ``href`` of every ``<a>`` of a page, and every ``id`` / ``name`` an anchor can point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        self.ids.update(v for k in ("id", "name") if (v := attr.get(k)))
+        if tag == "a" and attr.get("href"):
+            self.links.append(attr["href"])
+
+
+def _parse_page(path: Path) -> _LinksAndIds:
+    parser = _LinksAndIds()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_internal_links_and_anchors_of_the_built_book_resolve(built_book):
+    """Every link from one page of the site to another (or to a place on a page) lands: file and anchor exist."""
+    pages = {
+        p.resolve(): _parse_page(p) for p in built_book.rglob("*.html") if not {"_static", "_sources"} & set(p.parts)
+    }
+    broken, checked = [], 0
+    for page, parsed in pages.items():
+        for href in parsed.links:
+            url = urllib.parse.urlsplit(href)
+            if url.scheme or href.startswith("//"):
+                continue  # outside the site: the launch and repository buttons, the paper
+            target = (page.parent / urllib.parse.unquote(url.path)).resolve() if url.path else page
+            target = target / "index.html" if target.is_dir() else target
+            checked += 1
+            rel = page.relative_to(built_book.resolve())
+            if not target.is_file():
+                broken.append(f"{rel}: {href} (no such file)")
+            elif url.fragment and target.suffix == ".html":
+                ids = (pages.get(target) or _parse_page(target)).ids
+                if urllib.parse.unquote(url.fragment) not in ids:
+                    broken.append(f"{rel}: {href} (no such anchor)")
+    assert checked > 10 * len(PAGES), f"only {checked} internal links found: is the parser still reading the pages?"
+    assert not broken, "\n".join(broken)
 
 
 # --------------------------------------------------------------------------------------------- the browser
