@@ -157,3 +157,27 @@ def test_train_on_targets_checks_its_arguments():
     cfg = PaLMConfig(vocab_size=12, d_model=16, n_layers=1, n_heads=1, head_dim=16, max_seq_len=8)
     with pytest.raises(ValueError, match="one start per sequence"):
         train_on_targets(PaLM(cfg), [[1, 2]], [], steps=1)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_init_head_reproduces_a_scikit_learn_probe(model, n_classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    torch.manual_seed(1)
+    idx = torch.randint(0, 40, (30, 7))
+    mask = torch.ones(30, 7, dtype=torch.bool)
+    clf = PooledClassifier(model, n_classes, n_blocks=1).eval()
+    x = layer_states(model, idx, clf.start).detach()
+    with torch.no_grad():
+        pooled = mean_pool(model.hidden(idx), mask).numpy()
+    y = [i % n_classes for i in range(30)]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(pooled, y)
+    scaler, logreg = pipe.steps[0][1], pipe.steps[1][1]
+    clf.init_head(logreg.coef_, logreg.intercept_, scaler.mean_, scaler.scale_)
+    with torch.no_grad():
+        probs = clf(x, mask).softmax(-1).double()
+    torch.testing.assert_close(probs, torch.tensor(pipe.predict_proba(pooled)).double(), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="the head needs"):
+        clf.init_head(torch.zeros(5, 32), torch.zeros(5))

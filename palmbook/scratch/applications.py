@@ -8,7 +8,8 @@
     top_states             (the remaining blocks and the final norm); joined they are ``model.hidden``
     mean_pool              one vector per sequence: the average of its hidden states over its real tokens
     PooledClassifier       a classification head on a PaLM: its top blocks (copied, trainable, dropout 0.1 as in
-                           the paper's fine-tuning, §5), the final norm, mean pooling and a linear layer
+                           the paper's fine-tuning, §5), the final norm, mean pooling and a linear layer, which
+                           can start from a fitted linear probe (LP-FT)
     finetune_classifier    the short loop that fine-tunes it (cross-entropy, AdamW, clipping)
     train_on_targets       language-model training where only the target part of each sequence counts in the
                            loss (the paper's fine-tuning of generation tasks, §6.6)
@@ -184,6 +185,30 @@ class PooledClassifier(nn.Module):
         self.head = nn.Linear(model.config.d_model, n_classes)
         nn.init.zeros_(self.head.weight)  # start from "no preference": every class scores 0
         nn.init.zeros_(self.head.bias)
+
+    @torch.no_grad()
+    def init_head(
+        self, coef: Tensor, intercept: Tensor, mean: Tensor | None = None, scale: Tensor | None = None
+    ) -> None:
+        """Start the head from a fitted linear probe (the "LP" of LP-FT, Kumar et al. 2022, arXiv 2202.10054).
+
+        The probe scores classes as ``coef @ ((pooled - mean) / scale) + intercept`` (a standardiser then a
+        logistic regression, as scikit-learn fits them): coef (C, d), intercept (C,), mean and scale (d,). With two
+        classes scikit-learn keeps one row, the score of the second class against the first: it becomes
+        logits (0, score), which give the same softmax probabilities.
+        """
+        coef, intercept = torch.as_tensor(coef).float(), torch.as_tensor(intercept).float().reshape(-1)
+        if coef.shape[0] == 1 and self.head.out_features == 2:
+            coef = torch.cat([torch.zeros_like(coef), coef])
+            intercept = torch.cat([torch.zeros_like(intercept), intercept])
+        if coef.shape != self.head.weight.shape:
+            need = tuple(self.head.weight.shape)
+            raise ValueError(f"the probe has coefficients {tuple(coef.shape)}; the head needs {need}")
+        scale = torch.ones(coef.shape[1]) if scale is None else torch.as_tensor(scale).float()
+        mean = torch.zeros(coef.shape[1]) if mean is None else torch.as_tensor(mean).float()
+        w = coef / scale
+        self.head.weight.copy_(w)
+        self.head.bias.copy_(intercept - w @ mean)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x: (B, T, d) states after block ``start`` - 1; mask (B, T) real tokens -> class logits (B, C)."""
