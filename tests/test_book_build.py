@@ -159,6 +159,16 @@ def test_internal_links_and_anchors_of_the_built_book_resolve(built_book):
     assert not broken, "\n".join(broken)
 
 
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_repository_and_issue_buttons_point_at_the_configured_repository(built_book, page):
+    """_config.yml's repository.url, the one place the address is written, is what every page's buttons use."""
+    url, _ = chapters.repository()
+    links = _parse_page(built_book / page).links
+    assert url in links, f"{page}: no repository button to {url}"
+    issues = [h for h in links if "/issues/new" in h]
+    assert issues and all(h.startswith(f"{url}/issues/new?") for h in issues), issues
+
+
 # --------------------------------------------------------------------------------------------- the browser
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest's output readable
