@@ -796,7 +796,7 @@ def embedding_map_figure(
     fig = go.Figure()
     for cat in dict.fromkeys(categories):  # first-seen order
         rows = [i for i, c in enumerate(categories) if c == cat]
-        pts = coords[rows]
+        pts = coords[rows].double().mul(1000).round().div(1000)  # 3 decimals: a smaller page, the same picture
         custom = [[_show_piece(pieces[i]), ids[i]] for i in rows]
         common = dict(
             mode="markers",
@@ -1375,7 +1375,7 @@ def show_with_script(fig: go.Figure, post_script: str, div_id: str) -> None:
 
 # --------------------------------------------------------------------------------------------- chapter 7: training
 def lr_schedule_figure(
-    total_steps: int = 255_000,
+    total_steps: int = 256_000,
     peak_lr: float = 1e-2,
     plateaus: Sequence[int] = (1_000, 2_500, 5_000, 10_000, 20_000, 50_000),
     warmups: Sequence[int] = (0, 1_000, 2_500, 5_000, 10_000, 25_000),
@@ -1387,7 +1387,8 @@ def lr_schedule_figure(
 
     One slider sets PaLM's plateau (``constant_steps``; the paper: 10,000 steps), the other the cosine warm-up;
     buttons switch the step axis between linear and log. Both schedules peak at ``peak_lr``; the cosine one decays
-    to ``min_lr_fraction * peak_lr`` at ``total_steps`` (PaLM 540B trained 255k steps). Curves come from
+    to ``min_lr_fraction * peak_lr`` at ``total_steps`` (default: about the steps PaLM 540B's batch schedule needs
+    for its 780B tokens, 512 / 1024 / 2048 sequences of 2048 tokens, §5). Curves come from
     :class:`palmbook.optim.LRSchedule`, the schedules the trainer runs.
     """
     import numpy as np
@@ -1419,7 +1420,7 @@ def lr_schedule_figure(
         )  # fmt: skip
 
     fig.update_layout(
-        title=f"Learning-rate schedules over a {total_steps:,}-step run (PaLM 540B's length)",
+        title=f"Learning-rate schedules over a {total_steps:,}-step run",
         xaxis=dict(title="optimiser step"), yaxis=dict(title="learning rate", rangemode="tozero"),
         height=560, margin=dict(b=200), hovermode="x unified",
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
