@@ -22,13 +22,13 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 STAMP = HTML / ".palmbook-strict-build"  # written only after a strict build succeeded
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import chapters  # noqa: E402  (book/_ext/chapters.py)
+from edition import toc_files  # noqa: E402  (book/_ext/edition.py: every document _toc.yml lists)
 
 CHROMIUM = os.environ.get("PALMBOOK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -37,25 +37,6 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 PAGE_TIMEOUT_MS = 60_000
 SETTLE_MS = 500  # after everything is drawn, wait this long for late errors
-
-
-def toc_files() -> list[str]:
-    """Every document of _toc.yml (root, chapters, sections), as paths without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    found = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({k: v for k, v in toc.items() if k != "root"})
-    return found
 
 
 def source_of(doc: str) -> Path:
