@@ -20,7 +20,7 @@ from .evaluate import (
 )
 from .flops import flops_per_token, measure_matmul_peak, memory_estimate, mfu
 from .generate import generate
-from .loss import LMLoss, lm_loss, perplexity
+from .loss import LMLoss, fused_lm_loss, lm_loss, perplexity
 from .model import KVCache, PaLM
 from .optim import LRSchedule, PaLMAdafactor, cosine_lr, lr_curve, palm_lr
 from .pretrained import available_pretrained, pretrained
@@ -54,6 +54,7 @@ __all__ = [
     "evaluate_lm",
     "exact_match",
     "flops_per_token",
+    "fused_lm_loss",
     "generate",
     "generate_batched",
     "genre_passages",

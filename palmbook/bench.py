@@ -47,7 +47,6 @@ from torch import nn
 
 from .config import PaLMConfig
 from .flops import PEAK_FLOPS, flops_per_token, measure_matmul_peak, mfu, peak_flops_for
-from .loss import lm_loss
 from .model import PaLM
 
 __all__ = ["BenchShape", "add_cli", "bf16_curve", "gpu_mfu", "main", "memory_facts", "run_bench", "run_cli"]
@@ -218,7 +217,7 @@ def palmbook_contestant(
 
     def train_step() -> None:
         with _autocast(device, precision):
-            loss = lm_loss(model(data.inputs), data.targets)
+            loss = model(data.inputs, targets=data.targets).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -695,7 +694,7 @@ def memory_facts(shape: BenchShape = REFERENCE, device: str | torch.device = "cp
     data = _Data(shape, device)
 
     def step() -> None:
-        lm_loss(model(data.inputs), data.targets).backward()
+        model(data.inputs, targets=data.targets).loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -706,7 +705,7 @@ def memory_facts(shape: BenchShape = REFERENCE, device: str | torch.device = "cp
     for remat in (False, True):
         model.gradient_checkpointing = remat
         # what the forward pass (model + loss) leaves alive for the backward pass: the activations
-        fwd = trace_memory(lambda: held.append(lm_loss(model(data.inputs), data.targets)), device)
+        fwd = trace_memory(lambda: held.append(model(data.inputs, targets=data.targets).loss), device)
         held.pop().backward()
         opt.zero_grad(set_to_none=True)
         act["with_checkpointing" if remat else "without_checkpointing"] = {
@@ -790,7 +789,7 @@ def bf16_curve(
             model, opt = models[name], opts[name]
             start = time.perf_counter()
             with _autocast(device, name):
-                loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
+                loss = model(batch[:, :-1], targets=batch[:, 1:]).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -883,7 +882,7 @@ def gpu_mfu(
 
     def step() -> None:
         with sdpa_kernel(backends["kernels"]), torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = lm_loss(model(x), y)
+            loss = model(x, targets=y).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

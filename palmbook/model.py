@@ -30,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import PaLMConfig
 from .io import atomic_write, load_safetensors
+from .loss import LMLoss, fused_lm_loss
 
 __all__ = ["KVCache", "LayerNorm", "PaLM", "ParallelBlock", "apply_rope", "rope_tables"]
 
@@ -290,13 +291,29 @@ class PaLM(nn.Module):
         self.rope_sin.copy_(sin)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, idx: Tensor, *, kv_cache: KVCache | None = None, start_pos: int = 0) -> Tensor:
+    def forward(
+        self,
+        idx: Tensor,
+        *,
+        kv_cache: KVCache | None = None,
+        start_pos: int = 0,
+        targets: Tensor | None = None,
+        z_loss: float = 1e-4,
+        ignore_index: int = -100,
+    ) -> Tensor | LMLoss:
         """idx: token ids (B, T) at positions start_pos..start_pos+T-1 -> logits (B, T, vocab_size).
 
         With ``kv_cache`` the keys and values of these positions are stored and earlier ones are read from it.
+        With ``targets`` (B, T) it returns the training loss instead, an :class:`LMLoss` (loss, ce, z_loss, log_z)
+        equal to ``lm_loss(model(idx), targets, z_loss, ignore_index, return_parts=True)``, computed by
+        :func:`fused_lm_loss` without ever holding the (B, T, V) logits: faster and ~2 x B x T x V x 4 bytes
+        lighter. Going through ``forward`` (not a separate method) keeps DDP and FSDP wrappers in the loop.
         """
         self._check_input(idx, start_pos)
-        return self.logits(self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos))
+        h = self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos)
+        if targets is not None:
+            return fused_lm_loss(h, self.embed.weight, targets, self.config.d_model**-0.5, z_loss, ignore_index)
+        return self.logits(h)
 
     def hidden(self, idx: Tensor, *, kv_cache: KVCache | None = None, start_pos: int = 0) -> Tensor:
         """The final normalised hidden states (B, T, d_model), before the output layer. No input checks."""

@@ -93,6 +93,11 @@ DISTRIBUTED = ("auto", "none", "ddp", "fsdp")
 DEFAULT_LR = {"palm": 1e-2, "adamw": 3e-4}  # palm: §5; adamw: a common choice for small GPT-style models
 
 
+def _is_palm(model: nn.Module) -> bool:
+    """A PaLM, possibly inside DDP (``.module``) or FSDP2 (a PaLM subclass): its forward takes ``targets``."""
+    return isinstance(getattr(model, "module", model), PaLM)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss kept spiking after ``max_rollbacks`` rollbacks: lower the lr or inspect the data."""
 
@@ -406,8 +411,10 @@ def evaluate_lm(
         chunk = rows[start : start + batch_size].to(device)
         x, y = chunk[:, :-1], chunk[:, 1:]
         with autocast or contextlib.nullcontext():
-            logits = model(x)
-        ce = lm_loss(logits, y, z_loss=0.0, return_parts=True).ce
+            if _is_palm(model):  # the fused output layer + loss: no (B, T, V) logits held
+                ce = model(x, targets=y, z_loss=0.0).ce
+            else:
+                ce = lm_loss(model(x), y, z_loss=0.0, return_parts=True).ce
         tokens = y.numel()
         chars = table[y].sum().double() if table is not None else tokens * float(chars_per_token or 0.0)
         sums += torch.stack(
@@ -615,8 +622,10 @@ class Trainer:
         for i, (xm, ym) in enumerate(zip(xs, ys, strict=True)):
             weight = xm.shape[0] / x.shape[0]  # equal-sized micro-batches: the mean of means is the mean
             with self._no_sync(i == len(xs) - 1), self._autocast():
-                logits = self.train_model(xm)
-                parts = lm_loss(logits, ym, z_loss=cfg.z_loss, return_parts=True)
+                if _is_palm(self.train_model):  # fused output layer + loss (PaLM.forward with targets)
+                    parts = self.train_model(xm, targets=ym, z_loss=cfg.z_loss)
+                else:
+                    parts = lm_loss(self.train_model(xm), ym, z_loss=cfg.z_loss, return_parts=True)
                 loss = parts.loss
                 for cb in self.callbacks:
                     loss = cb.on_loss(self, loss)

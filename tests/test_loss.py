@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from palmbook import lm_loss, perplexity
+from palmbook import fused_lm_loss, lm_loss, perplexity
 
 
 def test_cross_entropy_part_equals_torch_cross_entropy():
@@ -64,3 +64,66 @@ def test_mismatched_shapes_and_float_targets_raise_clear_errors():
 
 def test_perplexity_of_log_v_is_v():
     assert math.isclose(perplexity(math.log(4096)), 4096, rel_tol=1e-9)
+
+
+# ----------------------------------------------------------------------------------- fused output layer + loss
+def _fused_case(seed: int = 0, n: int = 37, d: int = 16, v: int = 53):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(v, d, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, v, (n,), generator=g)
+    t[::5] = -100  # ignored positions
+    return h, w, t
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 8, 37, 100])
+def test_fused_lm_loss_equals_lm_loss_of_the_logits_values_and_gradients(chunk_rows):
+    h, w, t = _fused_case()
+    scale = 16**-0.5
+    ref = lm_loss(F.linear(h * scale, w), t, z_loss=1e-2, return_parts=True)
+    ref.loss.backward()
+    ref_gh, ref_gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    out = fused_lm_loss(h, w, t, scale=scale, z_loss=1e-2, chunk_rows=chunk_rows)
+    out.loss.backward()
+    for got, want in zip(out, ref, strict=True):
+        torch.testing.assert_close(got.detach(), want.detach())
+    torch.testing.assert_close(h.grad, ref_gh)
+    torch.testing.assert_close(w.grad, ref_gw)
+    assert not out.ce.requires_grad and not out.log_z.requires_grad  # statistics, like return_parts=True
+
+
+def test_fused_lm_loss_gradient_scales_with_the_incoming_gradient():
+    h, w, t = _fused_case(1)
+    fused_lm_loss(h, w, t, chunk_rows=8).loss.backward()
+    g1 = h.grad.clone()
+    h.grad = None
+    (3.0 * fused_lm_loss(h, w, t, chunk_rows=8).loss).backward()  # e.g. a loss scaler or a micro-batch weight
+    torch.testing.assert_close(h.grad, 3.0 * g1)
+
+
+def test_fused_lm_loss_without_gradients_builds_no_graph():
+    h, w, t = _fused_case(2)
+    with torch.no_grad():
+        out = fused_lm_loss(h, w, t)
+    assert not out.loss.requires_grad
+    torch.testing.assert_close(out.ce, lm_loss(F.linear(h, w), t, return_parts=True).ce.detach())
+
+
+def test_fused_lm_loss_under_bf16_autocast_stays_close_to_the_unfused_loss():
+    h, w, t = (x.float().detach() if x.is_floating_point() else x for x in _fused_case(3, n=64, d=32, v=97))
+    h.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = lm_loss(F.linear(h, w), t, return_parts=True)
+        out = fused_lm_loss(h, w, t, chunk_rows=16)
+    torch.testing.assert_close(out.ce, ref.ce.detach(), atol=2e-2, rtol=0)
+    out.loss.backward()
+    assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
+
+
+def test_fused_lm_loss_rejects_mismatched_shapes_with_a_clear_error():
+    h, w, t = _fused_case()
+    with pytest.raises(ValueError, match="hidden must be"):
+        fused_lm_loss(h, w[:, :3], t)
+    with pytest.raises(TypeError, match=r"targets\.long\(\)"):
+        fused_lm_loss(h, w, t.float())

@@ -243,3 +243,21 @@ def test_fresh_model_loss_sits_above_log_vocab_because_of_tied_embeddings():
     idx = torch.randint(0, cfg.vocab_size, (4, 64))
     loss = lm_loss(model(idx[:, :-1]), idx[:, 1:]).item()
     assert loss > math.log(cfg.vocab_size) + 2
+
+
+def test_forward_with_targets_equals_lm_loss_of_the_logits_with_the_same_gradients(tiny_config):
+    torch.manual_seed(0)
+    model = PaLM(tiny_config).double()
+    idx = torch.randint(0, tiny_config.vocab_size, (3, 9))
+    targets = torch.randint(0, tiny_config.vocab_size, (3, 9))
+    targets[0, :4] = -100
+    ref = lm_loss(model(idx), targets, return_parts=True)
+    ref.loss.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    out = model(idx, targets=targets)  # the fused output layer + loss: no (B, T, V) logits
+    out.loss.backward()
+    torch.testing.assert_close(out.loss.detach(), ref.loss.detach())
+    torch.testing.assert_close(out.log_z, ref.log_z)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[name], msg=name)
