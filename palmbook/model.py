@@ -32,7 +32,7 @@ from .config import PaLMConfig
 from .io import atomic_write, load_safetensors
 from .loss import LMLoss, fused_lm_loss
 
-__all__ = ["KVCache", "LayerNorm", "PaLM", "ParallelBlock", "apply_rope", "rope_tables"]
+__all__ = ["KVCache", "LayerNorm", "PaLM", "ParallelBlock", "apply_rope", "rope_matrix", "rope_tables"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -80,6 +80,21 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     ``rope(x) = (x1 c - x2 s, x2 c + x1 s)``, which equals ``x * cos + cat(-x2, x1) * sin``.
     """
     return _RoPE.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+
+
+def rope_matrix(cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE at one position as an (h, h) matrix R, so that ``x @ R == apply_rope(x, cos, sin)`` for x (..., h).
+
+    cos, sin: (h,), one row of :func:`rope_tables`. R is block-structured, [[C, S], [-S, C]] with C, S the
+    diagonal matrices of one half's cosines and sines: one small matmul replaces the half-by-half arithmetic when
+    only one position is rotated (decoding), where the number of operations, not their size, sets the speed.
+    """
+    half = cos.shape[-1] // 2
+    s = sin[:half]  # both halves of a table row hold the same angles
+    rot = torch.diag(cos)  # (h, h): C on both diagonal blocks
+    rot[:half, half:] = torch.diag(s)  # out2 = x2 c + x1 s
+    rot[half:, :half] = torch.diag(-s)  # out1 = x1 c - x2 s
+    return rot
 
 
 def _rope(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
@@ -133,18 +148,36 @@ class KVCache:
         self.shape = (n_layers, batch_size, 1, max_len, head_dim)
         self.k: Tensor | None = None
         self.v: Tensor | None = None
+        self._layers: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # per layer: k, v and their (B, S, h) rows
+
+    def _allocate(self, like: Tensor) -> None:
+        self.k = torch.empty(self.shape, dtype=like.dtype, device=like.device)
+        self.v = torch.empty(self.shape, dtype=like.dtype, device=like.device)
+        # Views made once, so that a decoding step indexes a layer's cache without building them again.
+        self._layers = [(k, v, k[:, 0], v[:, 0]) for k, v in zip(self.k.unbind(0), self.v.unbind(0), strict=True)]
 
     def update(self, layer: int, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
         """Write k, v (B, 1, T, h) at positions pos..pos+T-1; return all keys/values so far (B, 1, pos+T, h)."""
         if self.k is None:
-            self.k = torch.empty(self.shape, dtype=k.dtype, device=k.device)
-            self.v = torch.empty(self.shape, dtype=v.dtype, device=v.device)
+            self._allocate(k)
         end = pos + k.shape[2]
         if end > self.shape[3]:
             raise ValueError(f"KV cache holds {self.shape[3]} positions; writing up to position {end}")
-        self.k[layer, :, :, pos:end] = k
-        self.v[layer, :, :, pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values, _, _ = self._layers[layer]
+        keys[:, :, pos:end] = k
+        values[:, :, pos:end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+    def append(self, layer: int, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
+        """:meth:`update` for ONE position, with k, v (B, h): the decoding step's cheaper form."""
+        if self.k is None:
+            self._allocate(k)
+        if pos >= self.shape[3]:
+            raise ValueError(f"KV cache holds {self.shape[3]} positions; writing up to position {pos + 1}")
+        keys, values, key_rows, value_rows = self._layers[layer]
+        key_rows.select(1, pos).copy_(k)
+        value_rows.select(1, pos).copy_(v)
+        return keys[:, :, : pos + 1], values[:, :, : pos + 1]
 
     def nbytes(self) -> int:
         """Bytes held by the cache (0 until the first write)."""
@@ -196,21 +229,21 @@ class ParallelBlock(nn.Module):
             return x + F.dropout(self.attn_out(attn), self.dropout) + F.dropout(self.ffn_out(mlp), self.dropout)
         return x + self.attn_out(attn) + self.ffn_out(mlp)
 
-    def decode(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, pos: int) -> Tensor:
-        """The same layer for ONE new token per sequence on the KV cache, inference only. x: (B, 1, d) -> (B, 1, d).
+    def decode(self, x: Tensor, rotation: Tensor, cache: KVCache, layer: int, pos: int) -> Tensor:
+        """The same layer for ONE new token per sequence on the KV cache, inference only. x: (B, d) -> (B, d).
 
-        Batch-1 decoding of a small model is bound by per-kernel overhead, not arithmetic (a step's matmuls read the
-        weights once and are done in microseconds), so this path computes exactly what :meth:`forward` computes
-        with about a third of the kernel launches: one RoPE call on the H query heads and the key together, the
-        key and value written straight into the cache, SwiGLU in place in the fused buffer, and the residual
-        additions folded into the output matmuls (``addmm``) when autocast is off.
+        ``rotation`` (h, h) is RoPE at position ``pos`` written as a matrix (:func:`rope_matrix`), made once per
+        token for all layers. Batch-1 decoding of a small model is bound by per-operation overhead, not
+        arithmetic (a step's matmuls read the weights once and are done in microseconds), so this path computes
+        exactly what :meth:`forward` computes with far fewer operations: RoPE on the H query heads and the key as
+        one small matmul, the key and value written straight into the cache, SwiGLU in place in the fused
+        buffer, and the residual additions folded into the output matmuls (``addmm``) when autocast is off.
         """
         H, h = self.n_heads, self.head_dim
-        B, _, d = x.shape
-        fused = self.in_proj(self.norm(x))[:, 0]  # (B, F)
-        qk = _rope(fused[:, : (H + 1) * h].view(B, H + 1, h), cos.to(fused.dtype), sin.to(fused.dtype))
-        v = fused[:, (H + 1) * h : (H + 2) * h]
-        keys, values = cache.update(layer, qk[:, None, H:, :], v[:, None, None, :], pos)  # (B, 1, pos + 1, h)
+        B = x.shape[0]
+        fused = self.in_proj(self.norm(x))  # (B, F)
+        qk = torch.matmul(fused[:, : (H + 1) * h].view(B, H + 1, h), rotation.to(fused.dtype))  # (B, H+1, h)
+        keys, values = cache.append(layer, qk[:, H], fused[:, (H + 1) * h : (H + 2) * h], pos)  # (B, 1, pos+1, h)
         # All H queries are rows of one head over the single shared key head: (B, 1, H, h) x (B, 1, S, h).
         attn = F.scaled_dot_product_attention(qk[:, None, :H], keys, values).view(B, H * h)
         gate, up = fused[:, (H + 2) * h :].chunk(2, dim=-1)
@@ -219,9 +252,8 @@ class ParallelBlock(nn.Module):
         # (int8 layers from torch's quantize_dynamic, Chapter 10) run their own forward: addmm needs the tensor.
         plain = isinstance(self.attn_out.weight, Tensor) and isinstance(self.ffn_out.weight, Tensor)
         if torch.is_autocast_enabled(x.device.type) or not plain:
-            return x + self.attn_out(attn)[:, None] + self.ffn_out(mlp)[:, None]
-        out = torch.addmm(x.view(B, d), attn, self.attn_out.weight.t())
-        return torch.addmm(out, mlp, self.ffn_out.weight.t()).view(B, 1, d)
+            return x + self.attn_out(attn) + self.ffn_out(mlp)
+        return torch.addmm(torch.addmm(x, attn, self.attn_out.weight.t()), mlp, self.ffn_out.weight.t())
 
 
 def multi_query_attention(q: Tensor, k: Tensor, v: Tensor, pos: int = 0, dropout: float = 0.0) -> Tensor:
@@ -322,17 +354,19 @@ class PaLM(nn.Module):
         sin = self.rope_sin[start_pos : start_pos + T]
         x = self.embed(idx)
         if kv_cache is not None and T == 1 and not torch.is_grad_enabled() and not self.training:
-            for i, block in enumerate(self.blocks):  # one token on the cache: the lean decoding path
-                x = block.decode(x, cos, sin, kv_cache, i, start_pos)
-        else:
-            compiled = self._compiled_blocks is not None and kv_cache is None
-            blocks = self._compiled_blocks if compiled else self.blocks
-            remat = self.gradient_checkpointing and torch.is_grad_enabled() and kv_cache is None
-            for i, block in enumerate(blocks):
-                if remat:
-                    x = checkpoint(block, x, cos, sin, use_reentrant=False)
-                else:
-                    x = block(x, cos, sin, kv_cache, i, start_pos)
+            # one token on the cache: the lean decoding path, on (B, d) rows, one RoPE matrix for all layers
+            rotation, x = rope_matrix(cos[0], sin[0]), x[:, 0]
+            for i, block in enumerate(self.blocks):
+                x = block.decode(x, rotation, kv_cache, i, start_pos)
+            return self.norm_f(x)[:, None]
+        compiled = self._compiled_blocks is not None and kv_cache is None
+        blocks = self._compiled_blocks if compiled else self.blocks
+        remat = self.gradient_checkpointing and torch.is_grad_enabled() and kv_cache is None
+        for i, block in enumerate(blocks):
+            if remat:
+                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, kv_cache, i, start_pos)
         return self.norm_f(x)
 
     def compile_blocks(self, **options: Any) -> PaLM:

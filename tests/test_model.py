@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from palmbook import PaLM, PaLMConfig, lm_loss
-from palmbook.model import apply_rope, rope_tables
+from palmbook.model import apply_rope, rope_matrix, rope_tables
 
 
 def test_changing_future_tokens_never_changes_earlier_logits(tiny_model, tiny_config):
@@ -261,3 +261,10 @@ def test_forward_with_targets_equals_lm_loss_of_the_logits_with_the_same_gradien
     torch.testing.assert_close(out.log_z, ref.log_z)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref_grads[name], msg=name)
+
+
+def test_rope_matrix_rotates_exactly_like_apply_rope():
+    cos, sin = rope_tables(40, 16)
+    x = torch.randn(3, 5, 16)
+    for pos in (0, 1, 17, 39):
+        torch.testing.assert_close(x @ rope_matrix(cos[pos], sin[pos]), apply_rope(x, cos[pos], sin[pos]))
