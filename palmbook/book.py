@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from plotly.io.base_renderers import MimetypeRenderer
 from . import __version__
 from .profiles import ENV_PROFILE, PROFILES, Profile, default_profile_name, profile
 
-__all__ = ["BOOK_RENDERER", "add_cli", "in_colab", "seed_everything", "setup", "use_book_renderer"]
+__all__ = ["BOOK_RENDERER", "add_cli", "book_data", "in_colab", "seed_everything", "setup", "use_book_renderer"]
 
 RENDERER_NAME = "palmbook"
 BOOK_RENDERER = f"plotly_mimetype+{RENDERER_NAME}"
@@ -40,6 +41,54 @@ BOOK_RENDERER = f"plotly_mimetype+{RENDERER_NAME}"
 def in_colab() -> bool:
     """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
     return "google.colab" in sys.modules
+
+
+def _source_url() -> str:
+    """The repository this palmbook was installed from: the ``Source`` URL of the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        for entry in metadata("palmbook").get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip().lower() == "source":
+                return url.strip().rstrip("/")
+    except PackageNotFoundError:
+        pass
+    raise FileNotFoundError("palmbook's package metadata names no Source repository to fetch book data from")
+
+
+def book_data(name: str, *, fetch: bool | None = None, opener: Any = None) -> Path:
+    """The path of ``book/data/<name>``, a file a command wrote for a chapter (e.g. ``benchmark.json``).
+
+    Looked up in ``data/`` and ``book/data/`` (a notebook runs from the repository root or from ``book/``). Colab
+    opens a chapter without the rest of the repository, so there (or with ``fetch=True``) a missing file is
+    downloaded once from this edition's tag, ``<Source URL>/raw/v<version>/book/data/<name>``, into
+    ``~/.cache/palmbook/book-data/v<version>/``: the file the book shows, not a newer one. Elsewhere a missing
+    file is an error that says which command writes it. ``opener`` replaces ``urllib.request.urlopen`` (tests).
+    """
+    for base in (Path("data"), Path("book") / "data"):
+        if (base / name).is_file():
+            return base / name
+    if not (in_colab() if fetch is None else fetch):
+        raise FileNotFoundError(
+            f"book/data/{name} is not here: run the chapter from the repository (root or book/), or run the "
+            f"command the chapter shows to write it, or pass fetch=True to download this edition's copy"
+        )
+    cached = Path.home() / ".cache" / "palmbook" / "book-data" / f"v{__version__}" / name
+    if not cached.is_file():
+        import urllib.request
+
+        url = f"{_source_url()}/raw/v{__version__}/book/data/{name}"
+        try:
+            with (opener or urllib.request.urlopen)(url) as response:
+                body = response.read()
+        except OSError as e:  # urllib's HTTPError (e.g. 404: this edition has no such file) and URLError
+            raise FileNotFoundError(f"book/data/{name} could not be downloaded from {url}: {e}") from e
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(cached.suffix + ".part")
+        tmp.write_bytes(body)
+        tmp.replace(cached)  # atomic: an interrupted download never leaves a half file under the real name
+    return cached
 
 
 def seed_everything(seed: int) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import random
 import re
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 import palmbook
-from palmbook.book import BOOK_RENDERER, setup, use_book_renderer
+from palmbook.book import BOOK_RENDERER, book_data, setup, use_book_renderer
 from palmbook.profiles import PROFILES
 
 
@@ -137,3 +139,58 @@ def test_cli_lists_the_profiles_and_marks_the_one_that_runs_here(clean_env, caps
     lines = capsys.readouterr().out.splitlines()
     assert [line[:2] for line in lines[:3]] == ["* ", "  ", "  "]
     assert [str(palmbook.profile(n)) for n in PROFILES] == [line[2:] for line in lines[:3]]
+
+
+def test_book_data_is_found_from_the_repository_root_and_from_book(tmp_path, monkeypatch):
+    (tmp_path / "book" / "data").mkdir(parents=True)
+    (tmp_path / "book" / "data" / "x.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert book_data("x.json") == Path("book") / "data" / "x.json"
+    monkeypatch.chdir(tmp_path / "book")
+    assert book_data("x.json") == Path("data") / "x.json"
+
+
+def test_book_data_outside_colab_names_the_fix_instead_of_downloading(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def no_network(url):
+        raise AssertionError(f"tried to download {url}")
+
+    with pytest.raises(FileNotFoundError, match="fetch=True"):
+        book_data("benchmark.json", opener=no_network)
+
+
+def test_book_data_in_colab_downloads_this_editions_copy_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    asked = []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def opener(url):
+        asked.append(url)
+        return Response(b'{"ok": 1}')
+
+    path = book_data("benchmark.json", opener=opener)
+    assert path.read_bytes() == b'{"ok": 1}' and f"v{palmbook.__version__}" in str(path)
+    assert asked == [f"https://github.com/palmbook/palmbook/raw/v{palmbook.__version__}/book/data/benchmark.json"]
+    assert book_data("benchmark.json", opener=opener) == path and len(asked) == 1  # cached: no second download
+
+
+def test_book_data_that_this_edition_lacks_is_a_file_not_found_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def not_there(url):
+        raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+
+    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+        book_data("gpu_mfu.json", fetch=True, opener=not_there)  # chapter 12 shows "not measured" on this error
