@@ -553,7 +553,7 @@ def run_bench(
         ratios[key] = ratio
 
     out = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {**machine, "load_average_at_end": _load()},
         "shape": dataclasses.asdict(shape),
         "precision": precision,
@@ -822,7 +822,7 @@ def bf16_curve(
         "tolerance": tolerance,
         "within_tolerance": gap <= tolerance,
         "final_loss": {"fp32": s32[-1], "bf16": s16[-1]},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {**_machine(device), "load_average_at_end": _load()},
     }
 

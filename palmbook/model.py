@@ -340,12 +340,24 @@ class PaLM(nn.Module):
         equal to ``lm_loss(model(idx), targets, z_loss, ignore_index, return_parts=True)``, computed by
         :func:`fused_lm_loss` without ever holding the (B, T, V) logits: faster and ~2 x B x T x V x 4 bytes
         lighter. Going through ``forward`` (not a separate method) keeps DDP and FSDP wrappers in the loop.
+
+        Raises:
+            TypeError: ``idx`` is not a tensor, or holds floats instead of integer token ids.
+            ValueError: ``idx`` is not (batch, seq) or is empty; positions ``start_pos..start_pos+T-1`` exceed
+                ``max_seq_len``; a token id is outside ``[0, vocab_size)``; a KV cache is too short; ``targets``
+                does not have ``idx``'s shape. Each message names the fix.
         """
         self._check_input(idx, start_pos)
-        h = self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos)
         if targets is not None:
+            if not isinstance(targets, Tensor) or targets.shape != idx.shape:
+                got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+                raise ValueError(
+                    f"targets must be token ids with idx's shape {tuple(idx.shape)} (the next token at each "
+                    f"position, e.g. tokens[:, 1:] for idx = tokens[:, :-1]); got {got}"
+                )
+            h = self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos)
             return fused_lm_loss(h, self.embed.weight, targets, self.config.d_model**-0.5, z_loss, ignore_index)
-        return self.logits(h)
+        return self.logits(self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos))
 
     def hidden(self, idx: Tensor, *, kv_cache: KVCache | None = None, start_pos: int = 0) -> Tensor:
         """The final normalised hidden states (B, T, d_model), before the output layer. No input checks."""

@@ -268,3 +268,9 @@ def test_rope_matrix_rotates_exactly_like_apply_rope():
     x = torch.randn(3, 5, 16)
     for pos in (0, 1, 17, 39):
         torch.testing.assert_close(x @ rope_matrix(cos[pos], sin[pos]), apply_rope(x, cos[pos], sin[pos]))
+
+
+def test_targets_of_another_shape_than_idx_name_the_fix(tiny_model, tiny_config):
+    idx = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"tokens\[:, 1:\]"):
+        tiny_model(idx, targets=torch.zeros(2, 4, dtype=torch.long))
