@@ -6,7 +6,7 @@
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-# A CPU build of torch installs in seconds on the project's machines; elsewhere any torch >= 2.6 works
+# A CPU build of torch installs in seconds on the project's machines; elsewhere any torch >= 2.8 works
 # (set TORCH=torch to let pip choose, e.g. a CUDA build).
 TORCH   ?= torch==2.13.0
 PROFILE ?= cpu
