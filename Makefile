@@ -33,8 +33,11 @@ book: $(VENV)/.installed-book
 execute: $(VENV)/.installed-book
 	$(PY) book/_ext/chapters.py execute --profile $(PROFILE) $(NB)
 
+# Two test processes on two cores: each runs torch (and every notebook kernel it starts) on ONE thread. With two
+# threads each, the cores are oversubscribed and OpenMP's barriers stall: a batch-1 generation cell of chapter 8 took
+# 262 s instead of 8 s. Tests that time or run 2-process jobs set their own thread counts.
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
