@@ -29,6 +29,16 @@ class LMLoss(NamedTuple):
     log_z: Tensor  # mean log Z (detached): the quantity z-loss steers towards 0
 
 
+def _flat_targets(targets: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """targets (...) -> (N,) ids with ignored positions set to 0 (safe to index with), and (N,) averaging weights:
+    1/count for the positions that count, 0 for ignored ones."""
+    if targets.dtype not in (torch.long, torch.int32):
+        raise TypeError(f"targets must be integer token ids; got dtype {targets.dtype}: use targets.long()")
+    targets = targets.reshape(-1)
+    keep = targets != ignore_index
+    return torch.where(keep, targets, 0), keep / keep.sum().clamp(min=1)
+
+
 def lm_loss(
     logits: Tensor,
     targets: Tensor,
@@ -49,12 +59,7 @@ def lm_loss(
             f"logits must be (..., V) with targets of shape (...); got logits {tuple(logits.shape)} and targets "
             f"{tuple(targets.shape)}"
         )
-    if targets.dtype not in (torch.long, torch.int32):
-        raise TypeError(f"targets must be integer token ids; got dtype {targets.dtype}: use targets.long()")
-    targets = targets.reshape(-1)
-    keep = targets != ignore_index
-    weight = keep / keep.sum().clamp(min=1)  # (N,): 1/count for the positions that count, 0 for ignored ones
-    safe_targets = torch.where(keep, targets, 0)
+    safe_targets, weight = _flat_targets(targets, ignore_index)
     ce, zl, log_z = _CrossEntropyZLoss.apply(logits.reshape(-1, logits.shape[-1]), safe_targets, weight, z_loss)
     loss = ce + zl
     if return_parts:
@@ -140,12 +145,7 @@ def fused_lm_loss(
             f"hidden must be (..., d) with targets (...) and weight (V, d); got hidden {tuple(hidden.shape)}, "
             f"targets {tuple(targets.shape)}, weight {tuple(weight.shape)}"
         )
-    if targets.dtype not in (torch.long, torch.int32):
-        raise TypeError(f"targets must be integer token ids; got dtype {targets.dtype}: use targets.long()")
-    targets = targets.reshape(-1)
-    keep = targets != ignore_index
-    row_weight = keep / keep.sum().clamp(min=1)
-    safe_targets = torch.where(keep, targets, 0)
+    safe_targets, row_weight = _flat_targets(targets, ignore_index)
     if chunk_rows is None:
         chunk_rows = max(256, (1 << 22) // weight.shape[0])  # 4M float32 logits = 16 MB per chunk
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
