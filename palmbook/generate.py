@@ -93,19 +93,27 @@ def generate(
     try:
         out = torch.empty(B, T + max_new_tokens, dtype=idx.dtype, device=idx.device)
         out[:, :T] = idx
-        cache = model.new_kv_cache(B, T + max_new_tokens)
+        compiled = getattr(model, "_compiled_decode", None) is not None  # after model.compile_decoding()
+        cache_len = model.decode_cache_len(T + max_new_tokens) if compiled else T + max_new_tokens
+        cache = model.new_kv_cache(B, cache_len)
         h = model.hidden(idx, kv_cache=cache, start_pos=0)[:, -1]  # prefill: only the last position is needed
+        scores = model.logits(h)  # (B, V) logits, or (B,) ids once the compiled greedy step has taken the argmax
+        greedy = compiled and temperature == 0.0
+        pos = torch.tensor([T], device=idx.device)  # the compiled step's position, advanced in place by it
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         n = 0
         for n in range(1, max_new_tokens + 1):
-            nxt = sample_next(model.logits(h), temperature, top_k, top_p, generator)
+            nxt = scores if scores.dim() == 1 else sample_next(scores, temperature, top_k, top_p, generator)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done, stop_token)
                 done |= nxt == stop_token
             out[:, T + n - 1] = nxt
             if n == max_new_tokens or (stop_token is not None and bool(done.all())):
                 break
-            h = model.hidden(nxt[:, None], kv_cache=cache, start_pos=T + n - 1)[:, -1]
+            if compiled:
+                scores = model.decode_static(nxt, pos, cache, greedy=greedy)
+            else:
+                scores = model.logits(model.hidden(nxt[:, None], kv_cache=cache, start_pos=T + n - 1)[:, -1])
         return out[:, : T + n]
     finally:
         model.train(was_training)

@@ -32,7 +32,16 @@ from .config import PaLMConfig
 from .io import atomic_write, load_safetensors
 from .loss import LMLoss, fused_lm_loss
 
-__all__ = ["KVCache", "LayerNorm", "PaLM", "ParallelBlock", "apply_rope", "rope_matrix", "rope_tables"]
+__all__ = [
+    "KVCache",
+    "LayerNorm",
+    "PaLM",
+    "ParallelBlock",
+    "apply_rope",
+    "cached_attention",
+    "rope_matrix",
+    "rope_tables",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -139,49 +148,64 @@ class _RoPE(torch.autograd.Function):
 class KVCache:
     """Preallocated keys and values for incremental decoding.
 
-    Multi-query attention stores ONE key head and ONE value head per layer, so the cache holds
-    (n_layers, B, 1, max_len, head_dim) per tensor: n_heads times less than multi-head attention.
+    Multi-query attention stores ONE key head and ONE value head per layer, so the cache holds, per layer,
+    keys and values of shape (B, 1, max_len, head_dim): n_heads times less than multi-head attention.
     Buffers are allocated on the first write, in the dtype of the keys (bf16 under autocast).
     """
 
     def __init__(self, n_layers: int, batch_size: int, max_len: int, head_dim: int) -> None:
         self.shape = (n_layers, batch_size, 1, max_len, head_dim)
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
-        self._layers: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # per layer: k, v and their (B, S, h) rows
+        self.keys: list[Tensor] = []  # per layer (B, 1, max_len, h)
+        self.values: list[Tensor] = []
+        self._rows: list[tuple[Tensor, Tensor]] = []  # per layer: keys and values viewed as (B, max_len, h)
 
     def _allocate(self, like: Tensor) -> None:
-        self.k = torch.empty(self.shape, dtype=like.dtype, device=like.device)
-        self.v = torch.empty(self.shape, dtype=like.dtype, device=like.device)
+        # One tensor per layer rather than one (L, ...) tensor: a compiled decoding step writes each layer's cache
+        # in place, and writing into a slice of a shared input would make the compiler rebuild the whole input.
+        # Zeros, not torch.empty: the static decoding step weighs every cached row, unwritten ones by probability 0,
+        # and 0 times a NaN left in uninitialised memory would still be NaN.
+        n_layers, *layer_shape = self.shape
+        self.keys = [torch.zeros(layer_shape, dtype=like.dtype, device=like.device) for _ in range(n_layers)]
+        self.values = [torch.zeros(layer_shape, dtype=like.dtype, device=like.device) for _ in range(n_layers)]
         # Views made once, so that a decoding step indexes a layer's cache without building them again.
-        self._layers = [(k, v, k[:, 0], v[:, 0]) for k, v in zip(self.k.unbind(0), self.v.unbind(0), strict=True)]
+        self._rows = [(k[:, 0], v[:, 0]) for k, v in zip(self.keys, self.values, strict=True)]
+
+    @property
+    def k(self) -> Tensor | None:
+        """Every layer's keys stacked, (n_layers, B, 1, max_len, h): a copy, for looking at (None before a write)."""
+        return torch.stack(self.keys) if self.keys else None
+
+    @property
+    def v(self) -> Tensor | None:
+        """Every layer's values stacked, like :attr:`k`."""
+        return torch.stack(self.values) if self.values else None
 
     def update(self, layer: int, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
         """Write k, v (B, 1, T, h) at positions pos..pos+T-1; return all keys/values so far (B, 1, pos+T, h)."""
-        if self.k is None:
+        if not self.keys:
             self._allocate(k)
         end = pos + k.shape[2]
         if end > self.shape[3]:
             raise ValueError(f"KV cache holds {self.shape[3]} positions; writing up to position {end}")
-        keys, values, _, _ = self._layers[layer]
+        keys, values = self.keys[layer], self.values[layer]
         keys[:, :, pos:end] = k
         values[:, :, pos:end] = v
         return keys[:, :, :end], values[:, :, :end]
 
     def append(self, layer: int, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
         """:meth:`update` for ONE position, with k, v (B, h): the decoding step's cheaper form."""
-        if self.k is None:
+        if not self.keys:
             self._allocate(k)
         if pos >= self.shape[3]:
             raise ValueError(f"KV cache holds {self.shape[3]} positions; writing up to position {pos + 1}")
-        keys, values, key_rows, value_rows = self._layers[layer]
+        key_rows, value_rows = self._rows[layer]
         key_rows.select(1, pos).copy_(k)
         value_rows.select(1, pos).copy_(v)
-        return keys[:, :, : pos + 1], values[:, :, : pos + 1]
+        return self.keys[layer][:, :, : pos + 1], self.values[layer][:, :, : pos + 1]
 
     def nbytes(self) -> int:
         """Bytes held by the cache (0 until the first write)."""
-        return 0 if self.k is None else 2 * self.k.numel() * self.k.element_size()
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
 # --------------------------------------------------------------------------------------------- the block
@@ -255,6 +279,41 @@ class ParallelBlock(nn.Module):
             return x + self.attn_out(attn) + self.ffn_out(mlp)
         return torch.addmm(torch.addmm(x, attn, self.attn_out.weight.t()), mlp, self.ffn_out.weight.t())
 
+    def decode_static(
+        self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, pos: Tensor, visible: Tensor
+    ) -> Tensor:
+        """:meth:`decode` with shapes that never change from token to token, written for ``torch.compile``.
+
+        x (B, d); cos, sin (1, h) at the new position; keys, values (B, 1, S, h), this layer's whole cache, written
+        at ``pos`` (a (1,) long tensor); visible (1, S) bool, True for cache positions 0..pos. Returns (B, d).
+        Python ints (a position, a cache length so far) would make the compiler specialise on every value; tensors
+        and a mask over the whole cache keep one compiled graph valid for every position.
+        """
+        H, h = self.n_heads, self.head_dim
+        B = x.shape[0]
+        fused = self.in_proj(self.norm(x))  # (B, F)
+        qk = _rope(fused[:, : (H + 1) * h].view(B, H + 1, h), cos, sin)  # (B, H+1, h): queries and the key, rotated
+        keys[:, :, pos] = qk[:, None, H:].to(keys.dtype)  # (B, 1, 1, h) into (B, 1, S, h) at pos
+        values[:, :, pos] = fused[:, None, None, (H + 1) * h : (H + 2) * h].to(values.dtype)
+        attn = cached_attention(qk[:, :H], keys[:, 0], values[:, 0], visible)  # (B, H*h)
+        gate, up = fused[:, (H + 2) * h :].chunk(2, dim=-1)
+        return x + self.attn_out(attn) + self.ffn_out(F.silu(gate) * up)
+
+
+def cached_attention(q: Tensor, keys: Tensor, values: Tensor, visible: Tensor) -> Tensor:
+    """Attention of one new token's H query heads over a multi-query cache, as plain products and sums.
+
+    q (B, H, h); keys, values (B, S, h), the one shared head; visible (1, S) bool. Returns (B, H*h), float32
+    arithmetic whatever the input dtype. Written out instead of calling ``F.scaled_dot_product_attention`` for
+    the compiler: a few thousand multiply-adds per head are less work than one attention kernel's setup (~30 us
+    on a CPU), and as products and sums they fuse into the compiled step's own loops. Eager, it equals
+    ``softmax(q k^T / sqrt(h)) v`` over the visible positions (tests check it against SDPA).
+    """
+    scores = (q.float()[:, :, None] * keys.float()[:, None]).sum(-1) * q.shape[-1] ** -0.5  # (B, H, S)
+    probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
+    out = (probs[..., None] * values.float()[:, None]).sum(2)  # (B, H, h)
+    return out.to(q.dtype).flatten(1)
+
 
 def multi_query_attention(q: Tensor, k: Tensor, v: Tensor, pos: int = 0, dropout: float = 0.0) -> Tensor:
     """Causal attention of H query heads over one shared key/value head.
@@ -302,6 +361,7 @@ class PaLM(nn.Module):
         # compute. The paper's rematerialisation (§4.1) is this; MFU does not count the recomputation.
         self.gradient_checkpointing = False
         self._compiled_blocks: list[nn.Module] | None = None  # set by compile_blocks()
+        self._compiled_decode: Any = None  # set by compile_decoding()
         self.reset_parameters()
 
     @torch.no_grad()
@@ -392,6 +452,57 @@ class PaLM(nn.Module):
         """
         self._compiled_blocks = [torch.compile(block, **options) for block in self.blocks]
         return self
+
+    def decode_static(self, token: Tensor, pos: Tensor, kv_cache: KVCache, greedy: bool = False) -> Tensor:
+        """One decoding step whose shapes do not depend on the position: what :meth:`compile_decoding` compiles.
+
+        token (B,) ids at position ``pos``, a (1,) long tensor that this step advances by one (in place);
+        ``kv_cache`` has already been filled up to pos (by a prefill through :meth:`forward`). Returns the logits
+        (B, V) of the next token, or with ``greedy`` their argmax (B,). Every position up to the cache's length
+        uses the same code on the same shapes, so one compiled graph serves them all. Runs compiled after
+        :meth:`compile_decoding`, eager otherwise.
+        """
+        if not kv_cache.keys:
+            raise ValueError("decode_static needs a filled KV cache: run the prompt through model(idx, kv_cache=...)")
+        step = self._compiled_decode or self._decode_step
+        return step(token, pos, kv_cache.keys, kv_cache.values, greedy)
+
+    def _decode_step(
+        self, token: Tensor, pos: Tensor, keys: list[Tensor], values: list[Tensor], greedy: bool
+    ) -> Tensor:
+        """:meth:`decode_static` on the cache's per-layer tensors (B, 1, S, h): plain tensors in, for the
+        compiler (a KVCache object would be one more thing for its guards to check)."""
+        x = self.embed(token)  # (B, d)
+        dtype = keys[0].dtype  # the cache holds what the projections produce (bf16 under autocast)
+        cos, sin = self.rope_cos.index_select(0, pos).to(dtype), self.rope_sin.index_select(0, pos).to(dtype)
+        visible = (torch.arange(keys[0].shape[2], device=pos.device) <= pos)[None]  # (1, S)
+        for i, block in enumerate(self.blocks):
+            x = block.decode_static(x, cos, sin, keys[i], values[i], pos, visible)
+        logits = self.logits(self.norm_f(x))
+        pos.add_(1)
+        return logits.argmax(-1) if greedy else logits
+
+    def compile_decoding(self, **options: Any) -> PaLM:
+        """Opt in to ``torch.compile`` for token-by-token decoding (:meth:`generate` then uses it).
+
+        Batch-1 decoding of a small model is bound by per-operation overhead: compiling :meth:`decode_static`
+        fuses the small operations between the weight matrix-vector products into a few loops, and on a CPU
+        inductor's C++ wrapper (``cpp_wrapper``) calls them without going back to Python. Generation then keeps
+        its KV cache at a power-of-two length (one compiled graph per batch size and length, not one per
+        prompt). ``options`` go to ``torch.compile`` and override these defaults. The first generation compiles
+        (tens of seconds on a laptop CPU). Returns the model.
+        """
+        settings: dict[str, Any] = {"fullgraph": True, "dynamic": False}
+        if self.device.type == "cpu":
+            settings["options"] = {"cpp_wrapper": True}
+        settings.update(options)
+        self._compiled_decode = torch.compile(self._decode_step, **settings)
+        return self
+
+    def decode_cache_len(self, needed: int) -> int:
+        """The KV-cache length compiled decoding uses for ``needed`` positions: a power of two >= 64, at most
+        max_seq_len, so that few lengths, hence few compiled graphs, ever occur."""
+        return min(self.config.max_seq_len, max(64, 1 << (max(needed, 1) - 1).bit_length()))
 
     def logits(self, h: Tensor) -> Tensor:
         """h (..., d) -> logits (..., V) through the shared embedding, scaled by 1/sqrt(d_model) (§2).

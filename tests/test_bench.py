@@ -84,6 +84,20 @@ def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, cap
     assert big["multi-query"] == 2 * 118 * 256 * 2 and big["multi-head"] == 48 * big["multi-query"]
 
 
+@pytest.mark.slow
+def test_quick_bench_with_compile_times_the_compiled_model_in_every_metric():
+    res = bench.run_bench(QUICK, rounds=2, compile_blocks=True, measure_memory=False, log=lambda _: None)
+    compiled = res["results"]["palmbook+compile"]
+    for key in ("train_tokens_per_s", "forward_tokens_per_s", "generate_tokens_per_s"):
+        assert len(compiled[key]["samples"]) == 2 and all(s > 0 for s in compiled[key]["samples"]), key
+    for pair in ("palmbook+compile/palmbook", "palmbook+compile/falcon", "palmbook/falcon"):
+        assert set(res["ratios"][pair]) >= {"train", "forward", "generate"}, pair
+    falcon = res["results"]["falcon"]["generate_tokens_per_s"]["samples"]
+    expected = [a / b for a, b in zip(compiled["generate_tokens_per_s"]["samples"], falcon, strict=True)]
+    assert res["ratios"]["palmbook+compile/falcon"]["generate"]["samples"] == pytest.approx(expected)
+    assert "palmbook+compile/falcon: train" in bench.format_results(res)
+
+
 def test_peak_step_memory_counts_a_known_temporary():
     keep = torch.zeros(1000, 1000)  # 4 MB that exist before the step and are used in it
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from palmbook import PaLM, lm_loss
-from palmbook.model import apply_rope, rope_tables
+from palmbook.model import apply_rope, cached_attention, rope_tables
 
 
 def reference_lm_loss(logits, targets, z_loss=1e-4, ignore_index=-100):
@@ -138,3 +138,68 @@ def test_compiled_blocks_give_the_eager_logits_and_gradients(tiny_config):
     # generation keeps the eager decoding path and gives the same tokens
     prompt = idx[:1, :5]
     assert torch.equal(compiled.generate(prompt, 8), eager.generate(prompt, 8))
+
+
+def test_cached_attention_equals_sdpa_over_the_visible_positions():
+    torch.manual_seed(0)
+    B, H, S, h, pos = 2, 4, 12, 16, 7
+    q, keys, values = torch.randn(B, H, h), torch.randn(B, S, h), torch.randn(B, S, h)
+    visible = (torch.arange(S) <= pos)[None]
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q[:, None], keys[:, None, : pos + 1], values[:, None, : pos + 1]
+    )  # (B, 1, H, h): the H queries as rows of one head
+    torch.testing.assert_close(cached_attention(q, keys, values, visible), ref.reshape(B, H * h))
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_static_decoding_step_gives_the_eager_decoding_logits(tiny_model, tiny_config, greedy):
+    """decode_static (masked attention over a longer cache, tensor positions) equals the ordinary cached path."""
+    torch.manual_seed(0)
+    seq = torch.randint(0, tiny_config.vocab_size, (2, 20))
+    with torch.no_grad():
+        a, b = tiny_model.new_kv_cache(2, 64), tiny_model.new_kv_cache(2, 20)  # 64: positions past pos are masked
+        tiny_model(seq[:, :8], kv_cache=a)
+        tiny_model(seq[:, :8], kv_cache=b)
+        pos = torch.tensor([8])
+        for t in range(8, 20):
+            got = tiny_model.decode_static(seq[:, t], pos, a, greedy=greedy)
+            want = tiny_model(seq[:, t : t + 1], kv_cache=b, start_pos=t)[:, 0]
+            if greedy:
+                assert torch.equal(got, want.argmax(-1))
+            else:
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        assert pos.item() == 20  # the step advances the position in place
+        torch.testing.assert_close(a.k[:, :, :, :20], b.k)  # and writes the same keys at the same places
+
+
+def test_decode_static_refuses_an_empty_cache(tiny_model):
+    with pytest.raises(ValueError, match="run the prompt through"):
+        tiny_model.decode_static(torch.tensor([1]), torch.tensor([0]), tiny_model.new_kv_cache(1, 8))
+
+
+def test_decoding_cache_lengths_are_few_powers_of_two_within_max_seq_len(tiny_config):
+    model = PaLM(tiny_config)
+    lengths = {model.decode_cache_len(n) for n in range(1, tiny_config.max_seq_len + 1)}
+    assert lengths == {64, 128} == {n for n in lengths if n & (n - 1) == 0}  # palm-tiny: max_seq_len 128
+    assert all(model.decode_cache_len(n) >= n for n in range(1, tiny_config.max_seq_len + 1))
+
+
+@pytest.mark.slow
+def test_compiled_decoding_gives_the_eager_tokens_greedy_and_sampled(tiny_config):
+    torch.manual_seed(0)
+    eager = PaLM(tiny_config)
+    compiled = copy.deepcopy(eager).compile_decoding()
+    prompt = torch.randint(0, tiny_config.vocab_size, (2, 5))
+    assert torch.equal(compiled.generate(prompt, 12), eager.generate(prompt, 12))
+    sampled = [m.generate(prompt, 12, temperature=0.9, top_k=20, seed=3) for m in (compiled, eager)]
+    assert torch.equal(sampled[0], sampled[1])
+    with torch.no_grad():  # and the logits themselves, step by step, within float32 tolerance
+        cache, ref = compiled.new_kv_cache(2, 64), eager.new_kv_cache(2, 17)
+        compiled(prompt, kv_cache=cache)
+        eager(prompt, kv_cache=ref)
+        pos, tok = torch.tensor([5]), prompt[:, -1]
+        for t in range(5, 17):
+            got = compiled.decode_static(tok, pos, cache)
+            want = eager(tok[:, None], kv_cache=ref, start_pos=t)[:, 0]
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+            tok = want.argmax(-1)
