@@ -123,11 +123,16 @@ def test_bf16_training_step_gives_the_float32_loss_and_gradients_within_toleranc
     assert cosine > 0.99
 
 
+def eager_and_compiled(config, compile_method: str) -> tuple[PaLM, PaLM]:
+    """A seeded model and a copy of it with ``compile_blocks`` or ``compile_decoding`` switched on."""
+    torch.manual_seed(0)
+    eager = PaLM(config)
+    return eager, getattr(copy.deepcopy(eager), compile_method)()
+
+
 @pytest.mark.slow
 def test_compiled_blocks_give_the_eager_logits_and_gradients(tiny_config):
-    torch.manual_seed(0)
-    eager = PaLM(tiny_config)
-    compiled = copy.deepcopy(eager).compile_blocks()
+    eager, compiled = eager_and_compiled(tiny_config, "compile_blocks")
     idx = torch.randint(0, tiny_config.vocab_size, (2, 33))
     for model in (eager, compiled):
         lm_loss(model(idx[:, :-1]), idx[:, 1:]).backward()
@@ -186,9 +191,7 @@ def test_decoding_cache_lengths_are_few_powers_of_two_within_max_seq_len(tiny_co
 
 @pytest.mark.slow
 def test_compiled_decoding_gives_the_eager_tokens_greedy_and_sampled(tiny_config):
-    torch.manual_seed(0)
-    eager = PaLM(tiny_config)
-    compiled = copy.deepcopy(eager).compile_decoding()
+    eager, compiled = eager_and_compiled(tiny_config, "compile_decoding")
     prompt = torch.randint(0, tiny_config.vocab_size, (2, 5))
     assert torch.equal(compiled.generate(prompt, 12), eager.generate(prompt, 12))
     sampled = [m.generate(prompt, 12, temperature=0.9, top_k=20, seed=3) for m in (compiled, eager)]
