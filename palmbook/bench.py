@@ -55,6 +55,7 @@ PALMBOOK = "palmbook"
 COMPILED = "palmbook+compile"
 FALCON = "falcon"
 PALM_RLHF = "palm-rlhf-pytorch"
+WEIGHT_READS = "weight reads"  # timed with the generations: every weight matrix times one vector, once per token
 
 
 # --------------------------------------------------------------------------------------------- the shape
@@ -439,8 +440,22 @@ def _machine(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "cpu_features": _cpu_features() if device.type == "cpu" else [],
         "load_average_at_start": _load(),
     }
+
+
+def _cpu_features() -> list[str]:
+    """The CPU's vector and matrix extensions that matter to torch here (AMX: bf16 matrix units), from /proc."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    try:
+        flags = next(
+            (line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("flags")), [],
+        )  # fmt: skip
+    except OSError:
+        return []
+    return [f for f in wanted if f in flags]
 
 
 def _cpu_name() -> str:
@@ -451,6 +466,26 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def _weight_matrices(model: PaLM) -> list[torch.Tensor]:
+    """Every weight matrix a decoding step reads: each block's three, and the shared embedding (the output layer)."""
+    blocks = [(b.in_proj.weight, b.attn_out.weight, b.ffn_out.weight) for b in model.blocks]  # type: ignore[union-attr]
+    return [w for ws in blocks for w in ws] + [model.embed.weight]
+
+
+@torch.no_grad()
+def read_every_weight(model: PaLM, n: int) -> None:
+    """Multiply every weight matrix by one vector, ``n`` times over: the part of batch-1 decoding no code can skip.
+
+    A decoding step of one sequence reads every weight once and does two FLOPs per weight, so its speed is bound
+    by memory bandwidth; this is that bound, measured (the ``weight reads`` line of ``palmbook bench``).
+    """
+    matrices = _weight_matrices(model)
+    vectors = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype, device=w.device) for w in matrices}
+    for _ in range(n):
+        for w in matrices:
+            torch.nn.functional.linear(vectors[w.shape[1]], w)
 
 
 def run_bench(
@@ -484,7 +519,8 @@ def run_bench(
         else:
             contestants.append(lucid)
     by_name = {c.name: c for c in contestants}
-    log(f"palmbook bench: {shape.describe()}, {precision}, {machine['threads']} threads, {machine['name']}")
+    features = f" ({', '.join(machine['cpu_features'])})" if machine["cpu_features"] else ""
+    log(f"palmbook bench: {shape.describe()}, {precision}, {machine['threads']} threads, {machine['name']}{features}")
     log(f"contestants: {', '.join(by_name)}" + "".join(f"; {k} skipped: {v}" for k, v in skipped.items()))
 
     matmul_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -508,8 +544,11 @@ def run_bench(
 
     log("generation: ...")
     gen_fns = {c.name: c.generate for c in contestants if c.generate is not None}
+    floor_model = contestants[0].model
+    gen_fns[WEIGHT_READS] = lambda: read_every_weight(floor_model, shape.new_tokens)  # type: ignore[assignment]
     t_gen = interleaved(gen_fns, gen_rounds or rounds, device)  # type: ignore[arg-type]
     gen = {n: Stat([shape.new_tokens / t for t in ts]) for n, ts in t_gen.items()}
+    floor = gen.pop(WEIGHT_READS)
 
     peak_measured = max(peak_samples)
     table_peak = peak_flops_for(machine["name"]) if device.type == "cuda" else None
@@ -571,6 +610,10 @@ def run_bench(
             "datasheet_flops": table_peak,
         },
         "results": results,
+        "weight_reads": {
+            "tokens_per_s": floor.to_dict(),
+            "bytes_per_token": sum(w.numel() * w.element_size() for w in _weight_matrices(floor_model)),
+        },
         "ratios": ratios,
         "skipped": skipped,
     }
@@ -617,6 +660,14 @@ def format_results(res: dict[str, Any]) -> str:
         f"{mp['median_flops'] / 1e9:,.0f} GFLOP/s over {len(mp['samples'])} samples"
         + (f"; data sheet {mp['datasheet_flops'] / 1e12:,.0f} TFLOP/s" if mp.get("datasheet_flops") else "")
     )
+    if "weight_reads" in res:
+        wr = res["weight_reads"]
+        tps = wr["tokens_per_s"]["median"]
+        lines.append(
+            f"weight reads (every weight matrix times one vector, per token): {1e3 / tps:.2f} ms = at most "
+            f"{tps:,.0f} generated tok/s, {wr['bytes_per_token'] * tps / 1e9:,.0f} GB/s of "
+            f"{wr['bytes_per_token'] / 1e6:,.1f} MB"
+        )
     lines.append("ratios, round by round (median [min-max]):")
     for key, r in res["ratios"].items():
         metrics = [m for m in ("train", "forward", "generate") if m in r]

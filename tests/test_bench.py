@@ -44,7 +44,8 @@ def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, cap
     for field in (
         "train tok/s", "forward tok/s", "generate tok/s", "peak train memory MiB", "params (dense)",
         "MFU vs measured peak", "matmul peak (float32", "palmbook/falcon: train", "forward", "generate", "memory",
-        "load average", "KV cache, bytes per token", "falcon multi-head", "PaLM 540B", "training activations",
+        "load average", "weight reads (every weight matrix times one vector", "KV cache, bytes per token",
+        "falcon multi-head", "PaLM 540B", "training activations",
     ):  # fmt: skip
         assert field in text, field
     res = json.loads(out.read_text())
@@ -63,6 +64,9 @@ def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, cap
         for key in ("train_tokens_per_s", "forward_tokens_per_s", "generate_tokens_per_s"):
             assert all(s > 0 for s in r[key]["samples"]), key
         assert r["peak_train_memory_bytes"] > 4 * 4 * r["params"]  # at least weights, grads and AdamW's 2 moments
+    reads = res["weight_reads"]
+    assert reads["bytes_per_token"] == 4 * (hand - 12 * 2 * 2 * 32 * 64) // 6  # every float32 weight once: 4 N
+    assert len(reads["tokens_per_s"]["samples"]) == 3 and reads["tokens_per_s"]["min"] > 0
     ratio = res["ratios"]["palmbook/falcon"]
     expected = [a / b for a, b in zip(train["samples"], falcon["train_tokens_per_s"]["samples"], strict=True)]
     assert ratio["train"]["samples"] == pytest.approx(expected)
