@@ -490,7 +490,8 @@ class PaLM(nn.Module):
         inductor's C++ wrapper (``cpp_wrapper``) calls them without going back to Python. Generation then keeps
         its KV cache at a power-of-two length (one compiled graph per batch size and length, not one per
         prompt). ``options`` go to ``torch.compile`` and override these defaults. The first generation compiles
-        (tens of seconds on a laptop CPU). Returns the model.
+        (tens of seconds on a laptop CPU). Call it after moving the model to its device: the defaults depend on it.
+        Returns the model.
         """
         settings: dict[str, Any] = {"fullgraph": True, "dynamic": False}
         if self.device.type == "cpu":
