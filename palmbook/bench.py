@@ -468,14 +468,14 @@ def _cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
-def _weight_matrices(model: PaLM) -> list[torch.Tensor]:
-    """Every weight matrix a decoding step reads: each block's three, and the shared embedding (the output layer)."""
-    blocks = [(b.in_proj.weight, b.attn_out.weight, b.ffn_out.weight) for b in model.blocks]  # type: ignore[union-attr]
-    return [w for ws in blocks for w in ws] + [model.embed.weight]
+def _weight_matrices(model: nn.Module) -> list[torch.Tensor]:
+    """Every weight matrix a decoding step reads (the parameters :func:`_dense_params` counts; the shared
+    embedding, read once as the output layer, is one tensor)."""
+    return [p for p in model.parameters() if p.dim() > 1]
 
 
 @torch.no_grad()
-def read_every_weight(model: PaLM, n: int) -> None:
+def read_every_weight(model: nn.Module, n: int) -> None:
     """Multiply every weight matrix by one vector, ``n`` times over: the part of batch-1 decoding no code can skip.
 
     A decoding step of one sequence reads every weight once and does two FLOPs per weight, so its speed is bound

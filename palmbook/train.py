@@ -69,7 +69,7 @@ from .checkpoint import (
 )
 from .config import PaLMConfig
 from .flops import flops_per_token, peak_flops_for
-from .loss import lm_loss
+from .loss import LMLoss, lm_loss
 from .model import PaLM
 from .optim import LRSchedule, build_optimizer, make_scheduler
 
@@ -96,6 +96,14 @@ DEFAULT_LR = {"palm": 1e-2, "adamw": 3e-4}  # palm: §5; adamw: a common choice 
 def _is_palm(model: nn.Module) -> bool:
     """A PaLM, possibly inside DDP (``.module``) or FSDP2 (a PaLM subclass): its forward takes ``targets``."""
     return isinstance(getattr(model, "module", model), PaLM)
+
+
+def _loss_parts(model: nn.Module, x: Tensor, y: Tensor, z_loss: float) -> LMLoss:
+    """The loss and its parts for inputs x and next tokens y: through PaLM's fused output layer + loss (no
+    (B, T, V) logits held) when the model is a PaLM, through :func:`lm_loss` of its logits otherwise."""
+    if _is_palm(model):
+        return model(x, targets=y, z_loss=z_loss)
+    return lm_loss(model(x), y, z_loss=z_loss, return_parts=True)
 
 
 class TrainingDiverged(RuntimeError):
@@ -411,10 +419,7 @@ def evaluate_lm(
         chunk = rows[start : start + batch_size].to(device)
         x, y = chunk[:, :-1], chunk[:, 1:]
         with autocast or contextlib.nullcontext():
-            if _is_palm(model):  # the fused output layer + loss: no (B, T, V) logits held
-                ce = model(x, targets=y, z_loss=0.0).ce
-            else:
-                ce = lm_loss(model(x), y, z_loss=0.0, return_parts=True).ce
+            ce = _loss_parts(model, x, y, z_loss=0.0).ce
         tokens = y.numel()
         chars = table[y].sum().double() if table is not None else tokens * float(chars_per_token or 0.0)
         sums += torch.stack(
@@ -622,10 +627,7 @@ class Trainer:
         for i, (xm, ym) in enumerate(zip(xs, ys, strict=True)):
             weight = xm.shape[0] / x.shape[0]  # equal-sized micro-batches: the mean of means is the mean
             with self._no_sync(i == len(xs) - 1), self._autocast():
-                if _is_palm(self.train_model):  # fused output layer + loss (PaLM.forward with targets)
-                    parts = self.train_model(xm, targets=ym, z_loss=cfg.z_loss)
-                else:
-                    parts = lm_loss(self.train_model(xm), ym, z_loss=cfg.z_loss, return_parts=True)
+                parts = _loss_parts(self.train_model, xm, ym, cfg.z_loss)
                 loss = parts.loss
                 for cb in self.callbacks:
                     loss = cb.on_loss(self, loss)
