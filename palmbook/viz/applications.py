@@ -1,0 +1,136 @@
+"""Chapter 9, applications: how well the model does on tasks, next to baselines, with examples.
+
+| figure                   | shows                                                                      |
+|--------------------------|----------------------------------------------------------------------------|
+| ``confusion_figure``     | confusion matrices (share of each true class), a menu over classifiers     |
+| ``task_results_figure``  | one panel per task: the model's bar next to its baselines'                 |
+| ``examples_table_figure``| a table of examples per task, a menu to switch task                        |
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import BLUE, one_at_a_time
+
+__all__ = ["confusion_figure", "examples_table_figure", "task_results_figure"]
+
+
+def confusion_figure(reports: dict, title: str = "Confusion matrix") -> go.Figure:
+    """Confusion matrices with a dropdown over the classifiers (works without a kernel).
+
+    reports: ``{name: ClassificationReport}`` (palmbook.evaluate) with the same labels. Colour = the share of each
+    true class (row) predicted as each class, so rows of different sizes compare; hover gives the counts.
+    """
+    names = list(reports)
+    if not names:
+        raise ValueError("need at least one classification report")
+    labels = reports[names[0]].labels
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        r = reports[name]
+        if r.labels != labels:
+            raise ValueError(f"report {name!r} has labels {r.labels}, not {labels}")
+        rows = [[v / max(1, sum(row)) for v in row] for row in r.confusion]
+        fig.add_trace(
+            go.Heatmap(
+                z=rows,
+                x=labels,
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                visible=i == 0,
+                customdata=r.confusion,
+                text=[[f"{v:.0%}" for v in row] for row in rows],
+                texttemplate="%{text}",
+                hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.0%} of the row)<extra></extra>",
+                colorbar=dict(title="share of row", tickformat=".0%"),
+            )
+        )
+    titles = [f"{title}: {name} ({r.accuracy:.0%} accuracy, macro-F1 {r.macro_f1:.2f})" for name, r in reports.items()]
+    buttons = one_at_a_time(names, titles)
+    fig.update_layout(
+        title=titles[0],
+        xaxis=dict(title="predicted"),
+        yaxis=dict(title="true", autorange="reversed"),
+        height=480,
+        updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.16, yanchor="top")],
+        margin=dict(t=100),
+    )
+    return fig
+
+
+def task_results_figure(results: Sequence[dict]) -> go.Figure:
+    """One panel per task, each with its own metric axis: bars for the baselines and for the model(s).
+
+    results: ``[{"task": str, "metric": str, "bars": {name: value}, "model": set of bar names that are models,
+    "lower_is_better": bool}, ...]``. Baselines are grey, models coloured; hover gives the exact value.
+    """
+    if not results:
+        raise ValueError("need at least one task")
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=[r["task"] for r in results], horizontal_spacing=0.07)
+    for col, r in enumerate(results, 1):
+        names = list(r["bars"])
+        models = set(r.get("model", ()))
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[r["bars"][n] for n in names],
+                showlegend=False,
+                marker_color=[BLUE if n in models else "#b0b0b0" for n in names],
+                text=[f"{r['bars'][n]:.3g}" for n in names],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{x}: %{y:.4g} " + r["metric"] + "<extra>" + r["task"] + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        arrow = "lower is better" if r.get("lower_is_better") else "higher is better"
+        fig.update_yaxes(title_text=f"{r['metric']} ({arrow})", row=1, col=col, rangemode="tozero")
+        fig.update_xaxes(tickangle=-45, row=1, col=col)
+    fig.update_layout(
+        height=480, title="Each task: the model (blue) next to its baselines (grey)", margin=dict(t=90, b=150)
+    )
+    return fig
+
+
+def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: int = 520) -> go.Figure:
+    """A table of examples per task with a dropdown to switch task (works without a kernel).
+
+    tables: ``{task: {column name: [cell, ...]}}``; every column of a task has the same number of cells.
+    Newlines in cells are shown as line breaks.
+    """
+    if not tables:
+        raise ValueError("need at least one table")
+    fig = go.Figure()
+    for i, (task, cols) in enumerate(tables.items()):
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"the columns of {task!r} have different lengths: {sorted(lengths)}")
+        fig.add_trace(
+            go.Table(
+                header=dict(values=[f"<b>{c}</b>" for c in cols], align="left", fill_color="#e8eef7"),
+                cells=dict(values=[[_table_cell(v) for v in vals] for vals in cols.values()], align="left", height=24),
+                visible=i == 0,
+            )
+        )
+    names = list(tables)
+    buttons = one_at_a_time(names, [f"Examples: {t}" for t in names])
+    fig.update_layout(
+        title=f"Examples: {names[0]}",
+        height=height,
+        margin=dict(t=90, l=10, r=10, b=10),
+        updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.14, yanchor="top")],
+    )
+    return fig
+
+
+def _table_cell(value: object) -> str:
+    """A cell's text for a plotly table: HTML-escaped, newlines as line breaks."""
+    return html.escape(str(value)).replace("\n", "<br>")
