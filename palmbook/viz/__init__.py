@@ -5,7 +5,7 @@
 
 | module           | chapter                 | module          | chapter                          |
 |------------------|-------------------------|-----------------|----------------------------------|
-| ``tokenization`` | 1 tokenization          | ``training``    | 7 training                       |
+| ``tokenization`` | 1 tokenization          | ``training``    | 7 training (``live``: ``LivePlot``) |
 | ``embeddings``   | 2 embeddings            | ``sampling``    | 8 generation                     |
 | ``attention``    | 3 attention             | ``applications``| 9 applications                   |
 | ``feed_forward`` | 4 the feed-forward layer| ``efficiency``  | 10 efficiency                    |
@@ -24,6 +24,7 @@ from .common import in_colab, in_notebook, show_with_script, svg_curves, timing_
 from .efficiency import tradeoff_figure
 from .embeddings import embedding_map_figure, logit_scale_figure
 from .feed_forward import activation_figure, gated_unit_figure, swish_beta_figure
+from .live import LivePlot
 from .loss import logit_shift_figure, loss_and_log_z_figure, prediction_steps_figure
 from .sampling import generation_speed_figure, repetition_figure, sampling_filters_figure
 from .scaling import compute_budget_figure
@@ -32,6 +33,7 @@ from .training import lr_schedule_figure, spike_figure, training_runs_figure
 
 __all__ = [
     "TOKEN_KINDS",
+    "LivePlot",
     "activation_figure",
     "attention_map_figure",
     "backward_pass_figure",
