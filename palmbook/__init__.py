@@ -1,18 +1,25 @@
 """palmbook: PaLM (Pathways Language Model), built chapter by chapter, as a book and a PyTorch package.
 
 The public API lives here and only here; everything else is an implementation detail.
+
+Four names here are functions that share a name with their module: ``palmbook.train``, ``palmbook.generate``,
+``palmbook.pretrained`` and ``palmbook.shakespeare`` are the functions (the API). Their modules stay importable
+by name: ``from palmbook.train import Trainer`` or ``importlib.import_module("palmbook.train")`` (but not
+``import palmbook.train as m``, which Python resolves to the attribute, the function).
 """
 
 __version__ = "0.1.0"
 
-from .config import PaLMConfig
-from .data import Batches, lm_blocks, load_corpus, pack, shakespeare, tokenize
+from .book.profiles import Profile, profile
+from .config import PaLMConfig, TrainConfig
+from .data import Batches, lm_blocks, load_corpus, pack, prepare_lm_data, tokenize
 from .evaluate import (
     ClassificationReport,
     accuracy_interval,
     bleu,
     choose,
     classification_report,
+    evaluate_lm,
     exact_match,
     generate_batched,
     lm_perplexity,
@@ -24,10 +31,10 @@ from .loss import LMLoss, fused_lm_loss, lm_loss, perplexity
 from .model import KVCache, PaLM
 from .optim import LRSchedule, PaLMAdafactor, cosine_lr, lr_curve, palm_lr
 from .pretrained import available_pretrained, pretrained
-from .profiles import Profile, profile
+from .shakespeare import shakespeare
 from .tasks import genre_passages, number_translation, sentiment_lines, speaker_questions
 from .tokenizer import Tokenizer
-from .train import Callback, TrainConfig, Trainer, TrainResult, evaluate_lm, load_metrics, prepare_lm_data, train
+from .train import Callback, Trainer, TrainResult, load_metrics, train
 
 __all__ = [
     "Batches",

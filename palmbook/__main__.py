@@ -1,7 +1,9 @@
-"""``python -m palmbook ...`` is the ``palmbook`` command."""
+"""``python -m palmbook ...`` is the ``palmbook`` command (:mod:`palmbook.cli`)."""
 
 import sys
 
 from .cli import main
+
+__all__: list[str] = []
 
 sys.exit(main())

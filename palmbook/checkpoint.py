@@ -15,6 +15,14 @@ is written and fsynced, so a kill mid-write leaves the previous checkpoints unto
 
 Loading checks every sha256, so a truncated or damaged file is detected (not just a missing one) and the trainer
 falls back to the previous checkpoint.
+
+This module knows the format and how to capture and restore a training state (weights, optimiser, RNG states of
+every rank, under DDP or FSDP); what a run does with its checkpoints (when to save, which to keep, rollbacks) is
+the trainer's. It imports nothing above :mod:`palmbook.model`.
+
+    capture_training_state(model, optimizer, world_size)  every rank calls it (collective under FSDP)
+    write_training_checkpoint(path, state, meta, ...)      rank 0 writes the directory
+    load_training_checkpoint(path, model, optimizer, rank) every rank restores; returns trainer.json
 """
 
 from __future__ import annotations
@@ -22,30 +30,50 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch import Tensor
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
-from .io import atomic_write, load_safetensors
+from .config import PaLMConfig
+from .io import TOKENIZER_NAME, WEIGHTS_NAME, atomic_write, load_safetensors, save_safetensors
+from .model import model_files
 
 __all__ = [
     "CorruptCheckpoint",
+    "TrainingState",
+    "capture_training_state",
     "checkpoint_path",
     "flatten_optimizer_state",
     "list_checkpoints",
     "load_tensors",
+    "load_training_checkpoint",
+    "prune_checkpoints",
     "read_checkpoint",
-    "resolve_model_dir",
     "unflatten_optimizer_state",
+    "valid_checkpoints",
+    "weights_files",
     "write_checkpoint",
+    "write_training_checkpoint",
 ]
 
 META_NAME = "trainer.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
 FORMAT = "palmbook-checkpoint"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -160,7 +188,41 @@ def load_tensors(path: str | os.PathLike, name: str, device: str | torch.device 
     return load_safetensors(Path(path) / name, device)
 
 
-# --------------------------------------------------------------------------------------------- optimiser state
+def valid_checkpoints(
+    root: str | os.PathLike | None, on_corrupt: Callable[[Path, Exception], None] | None = None
+) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoints under ``root`` that pass :func:`read_checkpoint`, oldest first.
+
+    Damaged ones are passed over and reported to ``on_corrupt(path, error)``.
+    """
+    good = []
+    for step, path in list_checkpoints(root) if root is not None else []:
+        try:
+            read_checkpoint(path)
+        except (CorruptCheckpoint, FileNotFoundError) as e:
+            if on_corrupt is not None:
+                on_corrupt(path, e)
+            continue
+        good.append((step, path))
+    return good
+
+
+def prune_checkpoints(root: str | os.PathLike, keep: int, also_keep_before: int | None = None) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints under ``root``, and the newest one at step
+    ``<= also_keep_before`` when given (the one a loss spike would roll back to). Returns what was deleted."""
+    found = list_checkpoints(root)
+    kept = {p for _, p in found[-keep:]}
+    if also_keep_before is not None:
+        old = [p for s, p in found if s <= also_keep_before]
+        if old:
+            kept.add(old[-1])
+    deleted = [p for _, p in found if p not in kept]
+    for p in deleted:
+        shutil.rmtree(p, ignore_errors=True)
+    return deleted
+
+
+# ---- optimiser state
 def flatten_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Split an optimiser state dict into tensors (for safetensors) and JSON (everything else).
 
@@ -199,32 +261,98 @@ def unflatten_optimizer_state(tensors: dict[str, Tensor], meta: dict[str, Any]) 
     return {"state": state, "param_groups": groups}
 
 
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The directory holding a model (``model.safetensors`` + ``config.json``) that ``path`` points at.
+# ---- RNG states
+def _gather_rng(world_size: int) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Every rank's RNG states: torch's as tensors ("rng/<rank>/torch"), python's and numpy's as JSON."""
+    mine_t: dict[str, Tensor] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            mine_t[f"cuda{i}"] = s
+    py = random.getstate()
+    npst = np.random.get_state()
+    mine_j = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
+    }
+    everyone = [(mine_t, mine_j)]
+    if world_size > 1:
+        everyone = [None] * world_size
+        dist.all_gather_object(everyone, ({k: v.cpu() for k, v in mine_t.items()}, mine_j))
+    tensors = {f"rng/{r}/{k}": v for r, (t, _) in enumerate(everyone) for k, v in t.items()}
+    return tensors, [j for _, j in everyone]
 
-    ``path`` may be such a directory itself, a training ``out_dir`` (its ``best/`` if there is one, else its
-    newest checkpoint that passes verification), or the name of a model shipped with the package.
-    """
-    p = Path(path)
-    if not p.exists():
-        from .pretrained import available_pretrained, pretrained_dir
 
-        if str(path) in available_pretrained():
-            return pretrained_dir(str(path))
-        raise FileNotFoundError(
-            f"no model at {p}: give a directory written by PaLM.save_pretrained, a training out_dir, or a shipped "
-            f"model name ({', '.join(available_pretrained()) or 'none installed'})"
-        )
-    if not p.is_dir():
-        raise NotADirectoryError(f"{p} is a file; give the directory that holds model.safetensors and config.json")
-    if (p / "model.safetensors").is_file():
-        return p
-    if (p / "best" / "model.safetensors").is_file():
-        return p / "best"
-    for _, ckpt in reversed(list_checkpoints(p / "checkpoints")):
-        try:
-            read_checkpoint(ckpt)
-        except (CorruptCheckpoint, FileNotFoundError):
-            continue
-        return ckpt
-    raise FileNotFoundError(f"{p} holds no model.safetensors, best/ or valid checkpoints/; is it the right directory?")
+def _set_rng(tensors: dict[str, Tensor], rng_json: list[dict[str, Any]], rank: int) -> None:
+    r = rank if rank < len(rng_json) else 0  # a run resumed on more processes: the extra ranks reuse rank 0's
+    torch.set_rng_state(tensors[f"rng/{r}/torch"])
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            if f"rng/{r}/cuda{i}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng/{r}/cuda{i}"], i)
+    py = rng_json[r]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = rng_json[r]["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+# ---- a training state: capture, write, load
+@dataclass
+class TrainingState:
+    """What :func:`capture_training_state` gathered: full (unsharded) CPU copies, complete on rank 0."""
+
+    model: dict[str, Tensor]  # state-dict name -> tensor
+    optimizer: dict[str, Any]  # get_optimizer_state_dict's, keyed by parameter name
+    rng_tensors: dict[str, Tensor]  # "rng/<rank>/torch", "rng/<rank>/cuda<i>"
+    rng: list[dict[str, Any]]  # per rank: python's and numpy's states as JSON
+
+
+def capture_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, world_size: int) -> TrainingState:
+    """The weights, optimiser state and every rank's RNG states. Every rank must call it: under FSDP it gathers
+    the shards (rank 0 receives full CPU tensors), and the RNG states are all-gathered."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=options)
+    optim_state = get_optimizer_state_dict(model, optimizer, options=options)
+    rng_tensors, rng = _gather_rng(world_size)
+    return TrainingState({k: v.detach().contiguous().cpu() for k, v in weights.items()}, optim_state, rng_tensors, rng)
+
+
+def weights_files(
+    model: nn.Module, weights: dict[str, Tensor], tokenizer: Any = None
+) -> dict[str, Callable[[str], object]]:
+    """A loadable model directory's files: the weights, ``config.json`` (for a PaLM) and the tokenizer (an object
+    with ``save(path)``), so ``PaLM.from_pretrained(d)`` + ``Tokenizer.load(d)`` work on a checkpoint."""
+    config = getattr(model, "config", None)
+    files = model_files(weights, config if isinstance(config, PaLMConfig) else None)
+    if tokenizer is not None:
+        files[TOKENIZER_NAME] = tokenizer.save
+    return files
+
+
+def write_training_checkpoint(
+    path: str | os.PathLike, model: nn.Module, state: TrainingState, meta: dict[str, Any], tokenizer: Any = None
+) -> Path:
+    """Write a resumable checkpoint directory (rank 0 only): the weights files, ``optimizer.safetensors``
+    (optimiser tensors and torch RNG states) and ``trainer.json`` (``meta`` plus the optimiser's and python's /
+    numpy's RNG states as JSON)."""
+    tensors, optim_meta = flatten_optimizer_state(state.optimizer)
+    tensors.update(state.rng_tensors)
+    files = weights_files(model, state.model, tokenizer)
+    files[OPTIMIZER_NAME] = lambda p: save_safetensors(tensors, p)
+    return write_checkpoint(path, files, {**meta, "optimizer": optim_meta, "rng": state.rng})
+
+
+def load_training_checkpoint(
+    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int
+) -> dict[str, Any]:
+    """Verify a checkpoint, load its weights and optimiser state into ``model`` / ``optimizer`` (sharding them
+    under FSDP), restore this rank's RNG states, and return its ``trainer.json`` for the rest of the trainer's
+    state. Every rank calls it."""
+    path = Path(path)
+    meta = read_checkpoint(path)
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, load_tensors(path, WEIGHTS_NAME), options=options)
+    tensors = load_tensors(path, OPTIMIZER_NAME)
+    optim_state = unflatten_optimizer_state(tensors, meta["optimizer"])
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+    _set_rng(tensors, meta["rng"], rank)
+    return meta

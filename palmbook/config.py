@@ -1,4 +1,7 @@
-"""PaLM's hyper-parameters: one dataclass, validated, with the paper's sizes and the book's.
+"""The two configurations, validated dataclasses that round-trip through JSON.
+
+    PaLMConfig    the model's hyper-parameters, with the paper's sizes and the book's (presets)
+    TrainConfig   everything that decides a training run (:mod:`palmbook.train` reads it)
 
 Every number in the three paper presets comes from Table 1 of Chowdhery et al. (2022),
 "PaLM: Scaling Language Modeling with Pathways" (arXiv 2204.02311). The vocabulary is 256,000
@@ -9,11 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "PaLMConfig"]
+import torch
+
+from .optim import LRSchedule
+from .runtime import DISTRIBUTED_MODES, PRECISIONS
+
+__all__ = ["OPTIMIZERS", "PRESETS", "SCHEDULES", "UI_FIELDS", "PaLMConfig", "TrainConfig"]
+
+OPTIMIZERS = ("palm", "adamw")
+SCHEDULES = ("palm", "cosine", "constant")
+# How a run is shown, not what it computes: never saved into checkpoints, never compared when a run resumes.
+UI_FIELDS = ("progress",)
+DEFAULT_LR = {"palm": 1e-2, "adamw": 3e-4}  # palm: §5; adamw: a common choice for small GPT-style models
 
 
 @dataclass(frozen=True)
@@ -173,3 +188,198 @@ PRESETS: dict[str, dict[str, Any]] = {
     "palm-350m": dict(vocab_size=32768, d_model=1024, n_layers=24, n_heads=8, head_dim=128, max_seq_len=2048),
     "palm-1b": dict(vocab_size=32768, d_model=2048, n_layers=16, n_heads=16, head_dim=128, max_seq_len=2048),
 }
+
+
+# ---- training
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved in every checkpoint, except the display's :data:`UI_FIELDS`).
+
+    Batch and steps:
+        steps: optimiser steps to reach (a resumed run continues up to this number).
+        batch_size: GLOBAL sequences per optimiser step, over all processes (PaLM 540B: 512 -> 2048).
+        micro_batch_size: sequences per forward/backward in one process; the local batch
+            (batch_size / world_size) is accumulated from micro-batches of this size. None: no accumulation.
+    Optimiser (§5):
+        optimizer: ``"palm"`` (:class:`~palmbook.optim.PaLMAdafactor`: weight decay lr^2) or ``"adamw"``.
+        lr: peak learning rate; None: 1e-2 for "palm" (the paper), 3e-4 for "adamw".
+        schedule: ``"palm"`` (constant for ``constant_steps``, then 1/sqrt(step)), ``"cosine"`` (linear
+            ``warmup_steps`` then cosine to ``min_lr``, default lr/10 over ``steps``) or ``"constant"``.
+        weight_decay, betas: AdamW only.
+        grad_clip: global gradient-norm clip (1.0 in the paper); None disables it (the norm is still logged).
+        z_loss: coefficient of the z-loss (1e-4 in the paper).
+    Numerics and speed:
+        precision: ``"auto"`` (bf16 where the device supports it fast, fp16 + GradScaler on older GPUs, fp32 on
+            CPUs without bf16 units), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"fp32"``. Weights and optimiser
+            state stay float32 in every mode (autocast).
+        compile: wrap the model in ``torch.compile`` (opt-in: compiling takes a while).
+        device: ``"auto"`` (the process's GPU under torchrun, else CUDA if present, else CPU), or a torch device.
+        distributed: ``"auto"`` (DDP when launched by torchrun with several processes), ``"none"``, ``"ddp"``,
+            ``"fsdp"``.
+    Evaluation and checkpoints:
+        eval_every: evaluate every this many steps (0: only at the end); eval_batches batches of
+            eval_batch_size (default: the micro-batch) sequences from the start of the validation blocks.
+        checkpoint_every: save every this many steps (0: only at the end and on a stop); needs out_dir.
+        keep: how many recent checkpoints to keep (plus the one a spike would roll back to, and ``best/``).
+        keep_best: save the weights with the lowest validation loss to ``out_dir/best``.
+        early_stopping_patience: stop after this many evaluations without a lower validation loss (None: never).
+        out_dir: where checkpoints, ``metrics.jsonl`` and ``best/`` go (None: nothing is written).
+        seed: seeds the data order and torch's RNG (dropout).
+    Loss spikes (§5.1):
+        spike_factor: a step whose loss exceeds spike_factor x the median of the last spike_window steps is a
+            spike (a non-finite loss always is). None disables detection.
+        spike_rollback: restart from the newest checkpoint at least this many steps before the spike (paper ~100)
+        spike_skip: then skip this many batches (paper: 200-500), so the batches around the spike are not seen.
+        max_rollbacks: give up (:class:`TrainingDiverged`) after this many.
+    Output:
+        log_every: steps between metrics lines and progress-bar updates.
+        progress: show a tqdm progress bar (rank 0). (A live loss curve in a notebook is a callback:
+            ``train(..., callbacks=[palmbook.viz.LivePlot()])``.)
+        peak_flops: summed peak FLOP/s of the devices, for the MFU column (None: looked up for known GPUs).
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    micro_batch_size: int | None = None
+    optimizer: str = "palm"
+    lr: float | None = None
+    schedule: str = "palm"
+    constant_steps: int = 10_000
+    warmup_steps: int = 0
+    min_lr: float | None = None
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = 1.0
+    z_loss: float = 1e-4
+    precision: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+    distributed: str = "auto"
+    eval_every: int = 0
+    eval_batches: int = 20
+    eval_batch_size: int | None = None
+    checkpoint_every: int = 0
+    keep: int = 3
+    keep_best: bool = True
+    early_stopping_patience: int | None = None
+    out_dir: str | None = None
+    seed: int = 0
+    spike_factor: float | None = 2.0
+    spike_window: int = 50
+    spike_rollback: int = 100
+    spike_skip: int = 200
+    max_rollbacks: int = 10
+    log_every: int = 10
+    progress: bool = True
+    peak_flops: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
+        if self.out_dir is not None:
+            self.out_dir = str(self.out_dir)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise one ValueError naming the first bad field and how to fix it."""
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= {minimum}; got {name}={v!r}")
+
+        for name in ("steps", "batch_size", "eval_batches", "keep", "spike_window", "log_every", "constant_steps"):
+            positive_int(name)
+        for name in (
+            "warmup_steps",
+            "eval_every",
+            "checkpoint_every",
+            "spike_rollback",
+            "spike_skip",
+            "seed",
+            "max_rollbacks",
+        ):
+            positive_int(name, 0)
+        for name in ("micro_batch_size", "eval_batch_size", "early_stopping_patience"):
+            if getattr(self, name) is not None:
+                positive_int(name)
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(
+                f"micro_batch_size={self.micro_batch_size} exceeds batch_size={self.batch_size}; "
+                "the micro-batch is a part of the batch"
+            )
+        choices = (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("distributed", DISTRIBUTED_MODES),
+        )
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        for name in ("lr", "min_lr", "grad_clip", "spike_factor", "peak_flops"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                raise ValueError(f"TrainConfig.{name} must be a number > 0 or None; got {name}={v!r}")
+        if self.spike_factor is not None and self.spike_factor <= 1:
+            raise ValueError(f"spike_factor must be > 1 (e.g. 2.0: twice the recent median); got {self.spike_factor}")
+        if not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
+            raise ValueError(f"z_loss must be >= 0 (PaLM uses 1e-4); got {self.z_loss!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), e.g. (0.9, 0.95); got {self.betas!r}")
+        try:
+            if self.device != "auto":
+                torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must be 'auto' or a torch device such as cpu, cuda, cuda:1; got {self.device!r}"
+            ) from None
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def lr_schedule(self) -> LRSchedule:
+        return LRSchedule(self.schedule, self.peak_lr, self.constant_steps, self.warmup_steps, self.steps, self.min_lr)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; see help(TrainConfig)")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    def run_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the display's :data:`UI_FIELDS`: what checkpoints save and a resume compares."""
+        return {k: v for k, v in self.to_dict().items() if k not in UI_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a TrainConfig is a JSON object of fields; got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields are {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no training config at {path}; write a JSON object of TrainConfig fields")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

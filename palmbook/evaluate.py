@@ -4,26 +4,34 @@
                           LM answers multiple choice and classifies by prompting (PaLM §6.1 follows GPT-3 here)
     choose                the index of the best-scoring candidate answer for each question
     generate_batched      greedy (or sampled) continuations for prompts of any lengths, cut at a stop token
-    lm_perplexity         perplexity and nats per token / per character of any (B, T) -> (B, T, V) scorer,
-                          accumulated with torchmetrics' Perplexity
+    evaluate_lm           validation loss, perplexity and nats / bits per character of a model on packed blocks, on
+                          one process or many (the trainer's evaluation)
+    lm_perplexity         the same numbers for any (B, T) -> (B, T, V) scorer (a PaLM, an n-gram baseline); both
+                          sum over one loop, so they agree
     classification_report accuracy, macro-F1 and the confusion matrix (scikit-learn)
     accuracy_interval     a Wilson confidence interval for an accuracy measured on n examples (scipy)
     exact_match           share of predictions equal to their reference
     bleu                  corpus BLEU with sacrebleu (``tokenize="zh"`` for Chinese targets)
 
-The metrics are the well-kept libraries' own, behind one call each, so every chapter and user computes them the
-same way; nothing here re-implements a metric. The libraries are imported on first use (they cost seconds).
+The task metrics are the well-kept libraries' own, behind one call each, so every chapter and user computes them
+the same way; nothing here re-implements a metric. Those libraries are optional (``palmbook[apps]``) and cost
+seconds to import, so each is imported inside the function that needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+
+from .loss import LMLoss, lm_loss
+from .model import PaLM
 
 __all__ = [
     "ClassificationReport",
@@ -31,22 +39,50 @@ __all__ = [
     "bleu",
     "choose",
     "classification_report",
+    "evaluate_lm",
     "exact_match",
     "generate_batched",
+    "lm_loss_parts",
     "lm_perplexity",
+    "model_device",
     "score_continuations",
 ]
 
 NORMALIZE = ("sum", "token")
 
 
-# ============================================================================================ likelihood scoring
-def _device(model: Any) -> torch.device:
-    """Where a module's parameters (or, for a parameter-free scorer, its buffers) live; CPU otherwise."""
+# ---- models as scorers
+def model_device(model: Any) -> torch.device:
+    """Where a module's parameters (or, for a parameter-free scorer, its buffers) live; CPU for anything else
+    (a plain function used as a scorer)."""
     if isinstance(model, nn.Module):
         for t in (*model.parameters(), *model.buffers()):
             return t.device
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """The model in eval mode (no dropout) inside, its own mode back afterwards; plain functions pass through."""
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    try:
+        yield
+    finally:
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+
+
+def lm_loss_parts(model: Any, x: Tensor, y: Tensor, z_loss: float) -> LMLoss:
+    """The loss and its parts for inputs x (B, T) and next tokens y (B, T).
+
+    Through PaLM's fused output layer + loss (no (B, T, V) logits held) when the model is a PaLM, possibly inside
+    DDP (``.module``) or FSDP2 (a PaLM subclass); through :func:`~palmbook.loss.lm_loss` of its scores otherwise.
+    """
+    if isinstance(getattr(model, "module", model), PaLM):
+        return model(x, targets=y, z_loss=z_loss)
+    return lm_loss(model(x), y, z_loss=z_loss, return_parts=True)
 
 
 def _max_len(model: Any) -> int | None:
@@ -103,12 +139,25 @@ def score_continuations(
             ctx = ctx[len(ctx) + len(cont) - limit :]
         seqs.append(ctx + cont)
         starts.append(len(ctx))
-    device = _device(model)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
+    device = model_device(model)
     scores = torch.empty(len(seqs), dtype=torch.float64)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    with _eval_mode(model):
+        _score_sorted(model, seqs, starts, order, batch_size, normalize, device, scores)
+    return scores
+
+
+def _score_sorted(
+    model: Callable[[Tensor], Tensor],
+    seqs: list[list[int]],
+    starts: list[int],
+    order: list[int],
+    batch_size: int,
+    normalize: str,
+    device: torch.device,
+    scores: Tensor,
+) -> None:
+    """:func:`score_continuations`' batches: right-padded sequences of similar length, scores written in place."""
     for b in range(0, len(order), batch_size):
         rows = order[b : b + batch_size]
         width = max(len(seqs[i]) for i in rows)
@@ -124,9 +173,6 @@ def score_continuations(
         if normalize == "token":
             total = total / scored.sum(-1).cpu()
         scores[rows] = total
-    if isinstance(model, nn.Module):
-        model.train(was_training)
-    return scores
 
 
 def choose(
@@ -180,7 +226,7 @@ def generate_batched(
         if not len(p):
             raise ValueError(f"prompt {i} is empty; start it with the end-of-document id")
         by_len.setdefault(len(p), []).append(i)
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    device = model_device(model)
     for rows in by_len.values():
         for b in range(0, len(rows), batch_size):
             chunk = rows[b : b + batch_size]
@@ -191,8 +237,83 @@ def generate_batched(
     return out
 
 
-# ============================================================================================ perplexity
+# ---- loss and perplexity on packed blocks
 @torch.no_grad()
+def _nll_sums(
+    model: Any,
+    blocks: Tensor,
+    batch_size: int,
+    max_batches: int | None,
+    chars_per_token: float | Tensor | None,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[float, float, float]:
+    """The one evaluation loop: (nats, tokens, characters) summed over the first ``max_batches * batch_size`` rows
+    of ``blocks`` (N, T + 1), inputs block[:, :-1] and targets block[:, 1:], cross-entropy only (no z-loss).
+
+    Characters are ``tokens x chars_per_token`` for a float, or the sum of ``chars_per_token[target]`` for a
+    (vocab_size,) table; 0 without either. With several processes each takes every world_size-th row and the sums
+    are all-reduced, so every rank returns the totals.
+    """
+    if not isinstance(blocks, Tensor) or blocks.dim() != 2 or blocks.shape[1] < 2:
+        raise ValueError("blocks must be a LongTensor (N, T + 1), as palmbook.data.lm_blocks returns")
+    n = blocks.shape[0] if max_batches is None else min(blocks.shape[0], max_batches * batch_size)
+    n -= n % world_size  # every rank runs the same number of forwards (FSDP's collectives need that)
+    if n == 0:
+        raise ValueError(f"{blocks.shape[0]} blocks are too few to evaluate on {world_size} process(es)")
+    rows = blocks[:n][rank::world_size]
+    table = chars_per_token.to(device) if isinstance(chars_per_token, Tensor) else None
+    per_token = 0.0 if table is not None else float(chars_per_token or 0.0)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, tokens, characters
+    with _eval_mode(model):
+        for start in range(0, rows.shape[0], batch_size):
+            chunk = rows[start : start + batch_size].to(device)
+            x, y = chunk[:, :-1], chunk[:, 1:]
+            with autocast or contextlib.nullcontext():
+                ce = lm_loss_parts(model, x, y, z_loss=0.0).ce
+            tokens = float(y.numel())
+            chars = table[y].sum().double() if table is not None else torch.tensor(tokens * per_token, device=device)
+            sums += torch.stack([ce.double() * tokens, torch.tensor(tokens, device=device).double(), chars.double()])
+    if world_size > 1:
+        dist.all_reduce(sums)
+    nats, tokens, chars = sums.tolist()
+    return nats, tokens, chars
+
+
+def evaluate_lm(
+    model: nn.Module,
+    blocks: Tensor,
+    batch_size: int,
+    max_batches: int | None = None,
+    chars_per_token: float | Tensor | None = None,
+    device: torch.device | str | None = None,
+    autocast: contextlib.AbstractContextManager | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, float]:
+    """Validation loss of ``model`` on the first ``max_batches * batch_size`` rows of ``blocks`` (N, T+1).
+
+    Returns val_loss (cross-entropy, nats per token, no z-loss), val_ppl, val_tokens and, with
+    ``chars_per_token``, val_nats_per_char = total nats / total characters and val_bits_per_char. Per character,
+    models with different tokenizers are comparable (per token they are not: a bigger vocabulary makes fewer,
+    harder tokens). ``chars_per_token``: a float (characters / tokens of the evaluated text, e.g. of the whole
+    validation split) or a (vocab_size,) tensor of characters per token id, summed over the targets evaluated.
+    ``device`` defaults to the model's; ``autocast`` is a context for the forward passes (the trainer's
+    precision). With several processes (``rank`` of ``world_size``) each evaluates its share of the rows.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    nats, tokens, chars = _nll_sums(
+        model, blocks, batch_size, max_batches, chars_per_token, device, autocast, rank, world_size
+    )
+    out = {"val_loss": nats / tokens, "val_ppl": math.exp(min(nats / tokens, 700.0)), "val_tokens": int(tokens)}
+    if chars_per_token is not None and chars > 0:
+        out["val_nats_per_char"] = nats / chars
+        out["val_bits_per_char"] = nats / chars / math.log(2)
+    return out
+
+
 def lm_perplexity(
     model: Callable[[Tensor], Tensor],
     blocks: Tensor,
@@ -204,38 +325,20 @@ def lm_perplexity(
     """Perplexity of ``model`` on packed blocks (N, T + 1) (inputs block[:, :-1], targets block[:, 1:]).
 
     ``model`` is anything mapping (B, T) ids to (B, T, V) scores whose softmax is its next-token distribution:
-    a PaLM, or a baseline returning log-probabilities (softmax of log p is p). The sum is kept by
-    ``torchmetrics.text.Perplexity``. Returns perplexity, nats_per_token (= ln perplexity), tokens and, with
-    ``chars_per_token`` (characters / tokens of the evaluated text), nats_per_char and bits_per_char: per
-    character, models with different tokenizers become comparable.
+    a PaLM, or a baseline returning log-probabilities (softmax of log p is p). The same loop as
+    :func:`evaluate_lm`, under the names a chapter compares models by: perplexity, nats_per_token
+    (= ln perplexity), tokens and, with ``chars_per_token`` (characters / tokens of the evaluated text),
+    nats_per_char and bits_per_char: per character, models with different tokenizers become comparable.
     """
-    from torchmetrics.text import Perplexity
-
-    if not isinstance(blocks, Tensor) or blocks.dim() != 2 or blocks.shape[1] < 2:
-        raise ValueError("blocks must be a LongTensor (N, T + 1), as palmbook.data.lm_blocks returns")
-    n = blocks.shape[0] if max_batches is None else min(blocks.shape[0], max_batches * batch_size)
-    if n == 0:
-        raise ValueError("no blocks to evaluate")
-    device = _device(model)
-    metric = Perplexity().to(device)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    for start in range(0, n, batch_size):
-        chunk = blocks[start : min(start + batch_size, n)].to(device)
-        metric.update(model(chunk[:, :-1]).float(), chunk[:, 1:])
-    if isinstance(model, nn.Module):
-        model.train(was_training)
-    ppl = metric.compute().item()
-    tokens = int(metric.count.item())
-    out = {"perplexity": ppl, "nats_per_token": math.log(ppl), "tokens": tokens}
+    nats, tokens, _ = _nll_sums(model, blocks, batch_size, max_batches, None, model_device(model))
+    out = {"perplexity": math.exp(min(nats / tokens, 700.0)), "nats_per_token": nats / tokens, "tokens": int(tokens)}
     if chars_per_token:
-        out["nats_per_char"] = math.log(ppl) / chars_per_token
+        out["nats_per_char"] = nats / tokens / chars_per_token
         out["bits_per_char"] = out["nats_per_char"] / math.log(2)
     return out
 
 
-# ============================================================================================ metrics
+# ---- metrics
 @dataclass(frozen=True)
 class ClassificationReport:
     """accuracy and macro-F1 in [0, 1]; confusion[i][j] = examples of labels[i] predicted as labels[j]."""

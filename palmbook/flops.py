@@ -31,6 +31,7 @@ __all__ = [
     "PEAK_FLOPS",
     "MatmulPeak",
     "MemoryEstimate",
+    "devices_peak_flops",
     "flops_per_token",
     "measure_matmul_peak",
     "memory_estimate",
@@ -94,7 +95,16 @@ def peak_flops_for(device_name: str) -> float | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------- memory
+def devices_peak_flops(device: torch.device, world_size: int = 1) -> float | None:
+    """Summed peak FLOP/s of ``world_size`` devices like ``device`` (the MFU denominator of a run), or None where
+    unknown: a CPU, or a GPU missing from :data:`PEAK_FLOPS`."""
+    if device.type != "cuda":
+        return None
+    per_device = peak_flops_for(torch.cuda.get_device_name(device))
+    return per_device * world_size if per_device else None
+
+
+# ---- memory
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes needed to train a model (see :func:`memory_estimate`). ``activations_per_token`` scales with the
@@ -149,7 +159,7 @@ def memory_estimate(
     )
 
 
-# --------------------------------------------------------------------------------------------- measured peak
+# ---- measured peak
 class MatmulPeak(NamedTuple):
     """What :func:`measure_matmul_peak` saw: FLOP/s of the best and the median timing, and every sample."""
 

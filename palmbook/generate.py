@@ -3,6 +3,11 @@
 Generation has two phases. *Prefill* runs the whole prompt once, filling the cache with the prompt's keys and
 values. *Decode* then feeds one token at a time: each step computes keys/values for the new position only and
 attends over the cache. With multi-query attention the cache holds one key head and one value head per layer.
+
+This module sits below :mod:`palmbook.model` (``PaLM.generate`` calls :func:`generate`), so it imports no model: it
+drives any model that offers PaLM's decoding interface, ``config.max_seq_len``, ``check_input(idx)``,
+``new_kv_cache(B, length)``, ``hidden(idx, kv_cache=, start_pos=)``, ``logits(h)`` and, for compiled decoding,
+``decoding_compiled``, ``decode_cache_len(n)`` and ``decode_static(token, pos, cache, greedy=)``.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def generate(
     asking for more raises a ValueError instead of silently sliding a window.
     """
     _check_sampling(max_new_tokens, temperature, top_k, top_p)
-    model._check_input(idx, 0)
+    model.check_input(idx, 0)
     B, T = idx.shape
     limit = model.config.max_seq_len
     if T + max_new_tokens > limit:
@@ -93,7 +98,7 @@ def generate(
     try:
         out = torch.empty(B, T + max_new_tokens, dtype=idx.dtype, device=idx.device)
         out[:, :T] = idx
-        compiled = getattr(model, "_compiled_decode", None) is not None  # after model.compile_decoding()
+        compiled = model.decoding_compiled  # after model.compile_decoding()
         cache_len = model.decode_cache_len(T + max_new_tokens) if compiled else T + max_new_tokens
         cache = model.new_kv_cache(B, cache_len)
         h = model.hidden(idx, kv_cache=cache, start_pos=0)[:, -1]  # prefill: only the last position is needed
@@ -117,58 +122,3 @@ def generate(
         return out[:, : T + n]
     finally:
         model.train(was_training)
-
-
-# --------------------------------------------------------------------------------------------- command line
-def add_cli(subparsers) -> None:  # type: ignore[no-untyped-def]
-    """Register ``palmbook generate`` (called by :mod:`palmbook.cli`)."""
-    p = subparsers.add_parser(
-        "generate",
-        help="sample text from a trained model",
-        description="Continue a prompt with a model directory (model.safetensors + config.json + tokenizer.model), "
-        "a training out_dir (its best/ or newest checkpoint) or a shipped model name.",
-    )
-    p.add_argument("model", help="model directory, training out_dir, or shipped model name")
-    p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="tokens to add (default: up to 200)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
-    p.add_argument("--tokenizer", default=None, help="tokenizer.model (default: the one next to the model)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default cpu)")
-    p.set_defaults(func=run_cli)
-
-
-def run_cli(args) -> int:  # type: ignore[no-untyped-def]
-    """``palmbook generate``: print each sample (prompt + continuation), separated by a rule."""
-    from pathlib import Path
-
-    from .checkpoint import resolve_model_dir
-    from .model import PaLM
-    from .tokenizer import Tokenizer
-
-    model_dir = resolve_model_dir(args.model)
-    tok_path = Path(args.tokenizer) if args.tokenizer else model_dir / "tokenizer.model"
-    if not tok_path.is_file() and args.tokenizer is None and (model_dir.parent.parent / "tokenizer.model").is_file():
-        tok_path = model_dir.parent.parent / "tokenizer.model"  # a checkpoint inside <out_dir>/checkpoints/
-    tokenizer = Tokenizer.load(tok_path)
-    model = PaLM.from_pretrained(model_dir, device=args.device)
-    if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1; got {args.num_samples}")
-    # An empty prompt starts a new document: the end-of-document token is what precedes one in training (§5).
-    ids = tokenizer.encode(args.prompt) if args.prompt else [tokenizer.eod_id]
-    room = model.config.max_seq_len - len(ids)
-    n = args.max_new_tokens if args.max_new_tokens is not None else min(200, room)
-    idx = torch.tensor([ids] * args.num_samples, device=model.device)
-    out = generate(model, idx, n, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                   stop_token=tokenizer.eod_id, seed=args.seed)  # fmt: skip
-    for i, row in enumerate(out.tolist()):
-        if i:
-            print("-" * 40)
-        body = row[len(ids) :]
-        if tokenizer.eod_id in body:
-            body = body[: body.index(tokenizer.eod_id)]
-        print(args.prompt + tokenizer.decode(body))
-    return 0

@@ -1,4 +1,11 @@
-"""Safe file I/O: atomic writes and safetensors reads that never unpickle."""
+"""Safe file I/O: the names of a model directory's files, atomic writes, and safetensors that never unpickle.
+
+A model directory (``PaLM.save_pretrained``, a training checkpoint, a shipped model) holds:
+
+    model.safetensors   WEIGHTS_NAME     the weights, written by :func:`save_safetensors` only
+    config.json         CONFIG_NAME      the PaLMConfig
+    tokenizer.model     TOKENIZER_NAME   the SentencePiece tokenizer
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-__all__ = ["atomic_write", "load_safetensors"]
+__all__ = ["CONFIG_NAME", "TOKENIZER_NAME", "WEIGHTS_NAME", "atomic_write", "load_safetensors", "save_safetensors"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+TOKENIZER_NAME = "tokenizer.model"
+# Written into every safetensors file palmbook saves: "format": "pt" is what transformers' loaders look for.
+_SAFETENSORS_METADATA = {"format": "pt", "palmbook": "1"}
 
 
 def atomic_write(target: str | os.PathLike, write: Callable[[str], object]) -> None:
@@ -31,10 +45,18 @@ def atomic_write(target: str | os.PathLike, write: Callable[[str], object]) -> N
             os.unlink(tmp)
 
 
+def save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike) -> None:
+    """Write tensors to ``path`` as safetensors (contiguous CPU copies), with palmbook's metadata.
+
+    The one writer of weights files: ``PaLM.save_pretrained`` and training checkpoints both call it. Not atomic by
+    itself; wrap it in :func:`atomic_write` (``atomic_write(target, lambda p: save_safetensors(t, p))``).
+    """
+    state = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(state, str(path), metadata=_SAFETENSORS_METADATA)
+
+
 def load_safetensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Tensor]:
     """Read a safetensors file, refusing anything else (pickles, truncated or tampered files) with a clear error."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights at {path}; expected a .safetensors file written by palmbook")

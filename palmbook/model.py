@@ -17,9 +17,9 @@ parameters without memory), and under ``torch.compile``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import PaLMConfig
-from .io import atomic_write, load_safetensors
+from .generate import generate
+from .io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, load_safetensors, save_safetensors
 from .loss import LMLoss, fused_lm_loss
 
 __all__ = [
@@ -39,12 +40,11 @@ __all__ = [
     "ParallelBlock",
     "apply_rope",
     "cached_attention",
+    "model_files",
+    "multi_query_attention",
     "rope_matrix",
     "rope_tables",
 ]
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 # --------------------------------------------------------------------------------------------- LayerNorm
@@ -407,7 +407,7 @@ class PaLM(nn.Module):
                 ``max_seq_len``; a token id is outside ``[0, vocab_size)``; a KV cache is too short; ``targets``
                 does not have ``idx``'s shape. Each message names the fix.
         """
-        self._check_input(idx, start_pos)
+        self.check_input(idx, start_pos)
         if targets is not None:
             if not isinstance(targets, Tensor) or targets.shape != idx.shape:
                 got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
@@ -482,6 +482,11 @@ class PaLM(nn.Module):
         pos.add_(1)
         return logits.argmax(-1) if greedy else logits
 
+    @property
+    def decoding_compiled(self) -> bool:
+        """True after :meth:`compile_decoding`: generation then steps through :meth:`decode_static`."""
+        return self._compiled_decode is not None
+
     def compile_decoding(self, **options: Any) -> PaLM:
         """Opt in to ``torch.compile`` for token-by-token decoding (:meth:`generate` then uses it).
 
@@ -515,7 +520,7 @@ class PaLM(nn.Module):
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:
         """Attention probabilities of every layer and head: (n_layers, B, n_heads, T, T). For pictures, not speed."""
-        self._check_input(idx, 0)
+        self.check_input(idx, 0)
         T = idx.shape[1]
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
@@ -527,8 +532,9 @@ class PaLM(nn.Module):
             x = block(x, cos, sin)
         return torch.stack(maps)
 
-    def _check_input(self, idx: Any, start_pos: int) -> None:
-        """One clear error for each way an input can be wrong, instead of a shape error deep inside."""
+    def check_input(self, idx: Any, start_pos: int = 0) -> None:
+        """Raise one clear error for each way token ids ``idx`` (B, T) at positions start_pos.. can be wrong for
+        this model (type, dtype, shape, length, id range), instead of a shape error deep inside."""
         if not isinstance(idx, Tensor):
             raise TypeError(
                 f"idx must be a torch.Tensor of token ids with shape (batch, seq); got {type(idx).__name__}"
@@ -579,8 +585,6 @@ class PaLM(nn.Module):
         Sampling options (see :func:`palmbook.generate.generate`): temperature (0 = greedy), top_k, top_p,
         stop_token, generator, seed.
         """
-        from .generate import generate
-
         return generate(self, idx, max_new_tokens, **sampling)
 
     # ------------------------------------------------------------------ save / load (safetensors only)
@@ -590,14 +594,10 @@ class PaLM(nn.Module):
         Each file is written to a temporary name in the same directory and renamed over the old one, so a crash
         mid-write leaves the previous file intact.
         """
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(path / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt", "palmbook": "1"}))
-        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        atomic_write(path / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        for name, write in model_files(self.state_dict(), self.config).items():
+            atomic_write(path / name, write)
         return path
 
     @classmethod
@@ -628,3 +628,15 @@ class PaLM(nn.Module):
         if dtype is not None:
             model.to(dtype)
         return model.eval()
+
+
+def model_files(state: dict[str, Tensor], config: PaLMConfig | None) -> dict[str, Callable[[str], object]]:
+    """A model directory's files as name -> ``write(path)``: the weights and ``config.json`` (when there is a
+    config: a trainer may train any module).
+
+    Shared by :meth:`PaLM.save_pretrained` and training checkpoints, so both write the same files the same way.
+    """
+    files: dict[str, Callable[[str], object]] = {WEIGHTS_NAME: lambda p: save_safetensors(state, p)}
+    if config is not None:
+        files[CONFIG_NAME] = config.save
+    return files

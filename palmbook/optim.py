@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -282,7 +283,5 @@ def lr_curve(schedule: LRSchedule | Callable[[int], float], steps: int | Iterabl
 
     ``steps``: a count (0..steps-1) or any iterable of step numbers.
     """
-    import numpy as np
-
     xs = np.arange(steps) if isinstance(steps, int) else np.asarray(list(steps))
     return xs, np.array([schedule(int(s)) for s in xs], dtype=np.float64)

@@ -12,7 +12,7 @@ Every builder returns a ``datasets.DatasetDict``; the same arguments always give
     sentiment_lines      speeches with WEAK labels from a small hand-written lexicon, the lexicon's words masked
                          out of the text: it measures agreement with a lexicon, not human judgement of sentiment
 
-The Shakespeare builders keep :func:`palmbook.data.shakespeare`'s split by play: ``train`` (29 plays),
+The Shakespeare builders keep :func:`palmbook.shakespeare.shakespeare`'s split by play: ``train`` (29 plays),
 ``validation`` (5 plays) and ``test`` (4 plays).
 """
 
@@ -24,6 +24,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from .shakespeare import shakespeare
 
 if TYPE_CHECKING:
     import datasets
@@ -46,7 +48,7 @@ __all__ = [
 SPLITS = ("train", "validation", "test")
 MAX_NUMBER = 10**12 - 1  # the converters cover 0 .. 999,999,999,999 (English up to billions, Chinese up to 千亿)
 
-# ============================================================================================ number names
+# ---- number names
 _ONES = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
@@ -231,12 +233,10 @@ def number_translation(
     return _dataset_dict(rows, {"number": "int64", "english": "string", "chinese": "string"})
 
 
-# ============================================================================================ the plays
+# ---- the plays
 @functools.cache
 def _speech_rows(split: str) -> tuple[dict[str, str], ...]:
     """The speeches of one split as plain dicts, read once per process (the builders never modify them)."""
-    from .data import shakespeare
-
     return tuple(shakespeare("speech")[split].to_list())
 
 
@@ -344,7 +344,7 @@ def genre_passages(
     return _dataset_dict(out, {"play": "string", "genre": "string", "text": "string"})
 
 
-# ============================================================================================ sentiment (weak labels)
+# ---- sentiment (weak labels)
 # A small hand-written lexicon for Shakespeare's English. Deliberately left out: frequent words whose polarity
 # depends on use: forms of address ("good my lord", "dear", "friends", "thanks"), oaths ("marry" = by Mary),
 # and "heaven", "fool", "war", "base", "well".
@@ -423,7 +423,7 @@ _SENTIMENT_FEATURES = {
 }  # fmt: skip
 
 
-# ============================================================================================ helpers
+# ---- helpers
 def _dataset_dict(columns: dict[str, dict[str, list]], features: dict) -> datasets.DatasetDict:
     import datasets
 

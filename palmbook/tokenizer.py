@@ -35,11 +35,10 @@ from typing import Any, overload
 
 import sentencepiece as spm
 
-from .io import atomic_write
+from .io import TOKENIZER_NAME, atomic_write
 
 __all__ = ["PALM_OPTIONS", "Tokenizer"]
 
-MODEL_NAME = "tokenizer.model"  # the file name inside a directory (next to model.safetensors)
 
 # One entry per clause of §2 "Vocabulary". sentencepiece's own defaults differ on every line: they NFKC-normalise
 # text, collapse runs of spaces, add a leading space, and map unseen characters to <unk>; none of that is lossless.
@@ -366,7 +365,7 @@ class Tokenizer:
         """
         path = Path(path)
         if path.is_dir():
-            path = path / MODEL_NAME
+            path = path / TOKENIZER_NAME
         if not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save to {path}: directory {path.parent} does not exist; create it first")
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(self._proto))
@@ -377,7 +376,7 @@ class Tokenizer:
         """Read a SentencePiece model file (or ``tokenizer.model`` inside a directory)."""
         path = Path(path)
         if path.is_dir():
-            path = path / MODEL_NAME
+            path = path / TOKENIZER_NAME
         if not path.is_file():
             raise FileNotFoundError(
                 f"no tokenizer at {path}; create one with Tokenizer.train(texts, vocab_size).save({str(path)!r})"

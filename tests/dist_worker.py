@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from palmbook import PaLM, PaLMConfig
-from palmbook.train import TrainConfig, Trainer, cleanup_distributed
+from palmbook.runtime import cleanup_distributed
+from palmbook.train import TrainConfig, Trainer
 
 RUNS = (("ddp", "adamw"), ("fsdp", "palm"))
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from palmbook import Batches, Tokenizer, lm_blocks, load_corpus, pack, shakespeare, tokenize
-from palmbook.data import GENRES, TEST_PLAYS, VALIDATION_PLAYS, _parsed_plays
+from palmbook.shakespeare import GENRES, TEST_PLAYS, VALIDATION_PLAYS, _parsed_plays
 
 SPLITS = ("train", "validation", "test")
 

@@ -11,12 +11,12 @@ from palmbook.evaluate import (
     bleu,
     choose,
     classification_report,
+    evaluate_lm,
     exact_match,
     generate_batched,
     lm_perplexity,
     score_continuations,
 )
-from palmbook.train import evaluate_lm
 
 
 @pytest.fixture(scope="module")

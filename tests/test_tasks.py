@@ -145,7 +145,7 @@ def speeches_before(speeches, row):
 
 
 def test_speaker_questions_come_only_from_the_requested_plays(questions):
-    from palmbook.data import shakespeare
+    from palmbook.shakespeare import shakespeare
 
     held_out = set(shakespeare("speech")["validation"]["play"])
     assert set(questions["validation"]["play"]) == held_out

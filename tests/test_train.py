@@ -16,9 +16,10 @@ import torch
 from palmbook import PaLM, PaLMConfig
 from palmbook.checkpoint import list_checkpoints, read_checkpoint, write_checkpoint
 from palmbook.data import Batches
+from palmbook.evaluate import evaluate_lm
 from palmbook.io import load_safetensors
 from palmbook.optim import LRSchedule
-from palmbook.train import Callback, TrainConfig, Trainer, TrainingDiverged, evaluate_lm, load_metrics, train
+from palmbook.train import Callback, TrainConfig, Trainer, TrainingDiverged, load_metrics, train
 
 TESTS = Path(__file__).parent
 T = 16  # sequence length of these tests

@@ -1,15 +1,15 @@
-"""The ``palmbook`` command: one argparse program; each subcommand lives in its own module.
+"""The ``palmbook`` command: one argparse program; each subcommand is one module of this package.
 
-    palmbook train ...        palmbook.train       (also under torchrun: see palmbook.train's docstring)
-    palmbook generate ...     palmbook.generate
-    palmbook doctor           palmbook.doctor
-    palmbook bench ...        palmbook.bench
-    palmbook book             palmbook.book        (the book's run profiles and the one that runs here)
+    palmbook train ...        palmbook.cli.train      (also under torchrun)
+    palmbook generate ...     palmbook.cli.generate
+    palmbook doctor           palmbook.cli.doctor
+    palmbook bench ...        palmbook.cli.bench
+    palmbook book             palmbook.cli.book       (the book's run profiles and the one that runs here)
     python -m palmbook ...    the same program
 
-Adding a subcommand: write ``add_cli(subparsers)`` in your module (it calls ``subparsers.add_parser(name, ...)``
-and ``set_defaults(func=run)``, where ``run(args) -> int`` returns the exit code), then add the module to
-:data:`COMMANDS`. Nothing else here changes.
+This package is the only place that parses command lines: the library below it never imports argparse.
+Adding a subcommand: write a module here with ``add_cli(subparsers)`` (it calls ``subparsers.add_parser(name,
+...)`` and ``set_defaults(func=run)``) and ``run(args) -> int`` (the exit code), then add it to :data:`COMMANDS`.
 
 Errors a user can fix (a missing file, a corrupt checkpoint, a bad option) print ONE line to stderr and exit
 with a non-zero code; a traceback means a bug in palmbook (``PALMBOOK_DEBUG=1`` shows tracebacks always).
@@ -24,15 +24,19 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
+from ..checkpoint import CorruptCheckpoint
+from ..train import TrainingDiverged
+
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 # Subcommand name -> the module whose add_cli(subparsers) registers it, in the order `palmbook --help` lists them.
 COMMANDS: dict[str, str] = {
-    "train": "palmbook.train",
-    "generate": "palmbook.generate",
-    "doctor": "palmbook.doctor",
-    "bench": "palmbook.bench",
-    "book": "palmbook.book",
+    "train": "palmbook.cli.train",
+    "generate": "palmbook.cli.generate",
+    "doctor": "palmbook.cli.doctor",
+    "bench": "palmbook.cli.bench",
+    "book": "palmbook.cli.book",
 }
 
 
@@ -47,8 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
+    """The whole program's parser: each module of :data:`COMMANDS` adds its subcommand."""
     parser = _Parser(prog="palmbook", description="PaLM, built chapter by chapter: train, sample, inspect.")
     parser.add_argument("--version", action="version", version=f"palmbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -58,11 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoint import CorruptCheckpoint
-    from .train import TrainingDiverged
-
-    return (UserError, ValueError, OSError, CorruptCheckpoint, TrainingDiverged, ModuleNotFoundError)
+# Errors whose message names the fix: printed as one line, no traceback.
+_USER_ERRORS = (UserError, ValueError, OSError, CorruptCheckpoint, TrainingDiverged, ModuleNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,13 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("palmbook: interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as e:
+    except _USER_ERRORS as e:
         if os.environ.get("PALMBOOK_DEBUG"):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"palmbook {args.command}: error: {message}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

