@@ -92,7 +92,7 @@ class PaLMConfig:
                 f"dropout must be in [0, 1): 0.0 for pre-training, 0.1 for fine-tuning; got {self.dropout!r}"
             )
 
-    # ------------------------------------------------------------------ derived sizes
+    # ---- derived sizes
     @property
     def qkv_dim(self) -> int:
         """Width of the attention part of the fused input projection: H*h queries + one key + one value head."""
@@ -116,7 +116,7 @@ class PaLMConfig:
             total += (self.n_layers + 1) * d  # one LayerNorm scale per block, plus the final one
         return total
 
-    # ------------------------------------------------------------------ presets and (de)serialisation
+    # ---- presets and (de)serialisation
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PaLMConfig:
         """A named configuration: the paper's ``palm-8b``, ``palm-62b``, ``palm-540b`` or one of the book's sizes.

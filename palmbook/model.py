@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------------------------- LayerNorm
+# ---- LayerNorm
 class LayerNorm(nn.Module):
     """LayerNorm with a learned scale and no bias (§2 "No Biases": removing biases improved training stability).
 
@@ -63,7 +63,7 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, None, self.eps)
 
 
-# --------------------------------------------------------------------------------------------- RoPE
+# ---- RoPE
 def rope_tables(
     max_seq_len: int, head_dim: int, base: float = 10_000.0, device: torch.device | str | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -144,7 +144,7 @@ class _RoPE(torch.autograd.Function):
         return _rope(grad, cos, sin, inverse=True), None, None
 
 
-# --------------------------------------------------------------------------------------------- KV cache
+# ---- KV cache
 class KVCache:
     """Preallocated keys and values for incremental decoding.
 
@@ -208,7 +208,7 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
-# --------------------------------------------------------------------------------------------- the block
+# ---- the block
 class ParallelBlock(nn.Module):
     """One PaLM layer: ``y = x + Attention(LN(x)) + MLP(LN(x))`` (§2 "Parallel Layers", after GPT-J).
 
@@ -337,7 +337,7 @@ def multi_query_attention(q: Tensor, k: Tensor, v: Tensor, pos: int = 0, dropout
     return out.transpose(1, 2).reshape(B, T, H * h)
 
 
-# --------------------------------------------------------------------------------------------- the model
+# ---- the model
 class PaLM(nn.Module):
     """A decoder-only PaLM language model.
 
@@ -382,7 +382,7 @@ class PaLM(nn.Module):
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 
-    # ------------------------------------------------------------------ forward
+    # ---- forward
     def forward(
         self,
         idx: Tensor,
@@ -562,7 +562,7 @@ class PaLM(nn.Module):
                     f"[0, {self.config.vocab_size - 1}]; was the text encoded with this model's tokenizer?"
                 )
 
-    # ------------------------------------------------------------------ utilities
+    # ---- utilities
     def num_parameters(self, include_norms: bool = True) -> int:
         """Number of parameters; the shared embedding/output matrix is counted once (it is one tensor).
 
@@ -587,7 +587,7 @@ class PaLM(nn.Module):
         """
         return generate(self, idx, max_new_tokens, **sampling)
 
-    # ------------------------------------------------------------------ save / load (safetensors only)
+    # ---- save / load (safetensors only)
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically.
 

@@ -37,15 +37,15 @@ __all__ = [
     "LRSchedule",
     "PaLMAdafactor",
     "build_optimizer",
+    "build_scheduler",
     "constant_lr",
     "cosine_lr",
     "lr_curve",
-    "make_scheduler",
     "palm_lr",
 ]
 
 
-# --------------------------------------------------------------------------------------------- the optimiser
+# ---- the optimiser
 class PaLMAdafactor(torch.optim.Optimizer):
     """Adam with parameter scaling, beta2 = 1 - k^-0.8, update clipping and weight decay lr^2 (PaLM §5).
 
@@ -189,7 +189,7 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose 'adamw' or 'palm'")
 
 
-# --------------------------------------------------------------------------------------------- schedules
+# ---- schedules
 def palm_lr(step: int, peak_lr: float = 1e-2, constant_steps: int = 10_000) -> float:
     """PaLM's schedule (§5 "Optimizer"): 1e-2 for the first 10,000 steps, then decay as 1/sqrt(step).
 
@@ -267,7 +267,7 @@ class LRSchedule:
         return asdict(self)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> LambdaLR:
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> LambdaLR:
     """A ``LambdaLR`` that sets every group's lr to ``schedule(step)`` (the base lr becomes ``peak_lr``).
 
     The lambda is a bound method of a frozen dataclass, so ``scheduler.state_dict()`` holds only numbers.
@@ -285,3 +285,7 @@ def lr_curve(schedule: LRSchedule | Callable[[int], float], steps: int | Iterabl
     """
     xs = np.arange(steps) if isinstance(steps, int) else np.asarray(list(steps))
     return xs, np.array([schedule(int(s)) for s in xs], dtype=np.float64)
+
+
+# The first edition's name, still used by palmbook.scratch.efficiency; build_scheduler is the one name now.
+make_scheduler = build_scheduler

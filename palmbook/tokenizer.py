@@ -170,7 +170,7 @@ class Tokenizer:
             self._meta_space_ids = byte_ids
         self._threads = max(1, min(8, os.cpu_count() or 1))
 
-    # ------------------------------------------------------------------------------------------- training
+    # ---- training
     @classmethod
     def train(
         cls,
@@ -233,7 +233,7 @@ class Tokenizer:
             raise _training_error("", vocab_size, 0)
         return cls(model.getvalue())
 
-    # ------------------------------------------------------------------------------------------- encoding
+    # ---- encoding
     @overload
     def encode(self, text: str) -> list[int]: ...
     @overload
@@ -309,7 +309,7 @@ class Tokenizer:
                 )
         return self.sp.decode(ids)
 
-    # ------------------------------------------------------------------------------------------- inspection
+    # ---- inspection
     def pieces(self, text: str) -> list[str]:
         """The pieces ``text`` is cut into, as strings ("▁" marks a space, "<0xE6>" a byte piece)."""
         return [self.id_to_piece(i) for i in self.encode(text)]
@@ -353,7 +353,7 @@ class Tokenizer:
     def __setstate__(self, state: dict[str, bytes]) -> None:
         self.__init__(state["model_proto"])  # type: ignore[misc]
 
-    # ------------------------------------------------------------------------------------------- files
+    # ---- files
     def to_bytes(self) -> bytes:
         """The serialized SentencePiece ``ModelProto`` (what :meth:`save` writes)."""
         return self._proto

@@ -60,7 +60,7 @@ from .config import PaLMConfig, TrainConfig
 from .data import Batches, as_batches
 from .evaluate import evaluate_lm, lm_loss_parts
 from .flops import devices_peak_flops, flops_per_token
-from .optim import build_optimizer, make_scheduler
+from .optim import build_optimizer, build_scheduler
 from .runtime import autocast, init_distributed, pick_device, resolve_distributed_mode, resolve_precision
 
 __all__ = [
@@ -222,7 +222,7 @@ class Trainer:
         self.train_model = self._wrap(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.peak_lr, cfg.weight_decay, cfg.betas)
         self.schedule = cfg.lr_schedule()
-        self.scheduler = make_scheduler(self.optimizer, self.schedule)
+        self.scheduler = build_scheduler(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
         # ---- progress state (all of it goes into checkpoints)

@@ -12,9 +12,9 @@ from palmbook.optim import (
     LRSchedule,
     PaLMAdafactor,
     build_optimizer,
+    build_scheduler,
     cosine_lr,
     lr_curve,
-    make_scheduler,
     palm_lr,
 )
 
@@ -155,7 +155,7 @@ def test_lambdalr_follows_the_plain_function():
     schedule = LRSchedule("palm", peak_lr=1e-2, constant_steps=3)
     p = torch.nn.Parameter(torch.ones(2))
     opt = PaLMAdafactor([p], lr=123.0)
-    sched = make_scheduler(opt, schedule)
+    sched = build_scheduler(opt, schedule)
     seen = []
     for _ in range(8):
         seen.append(opt.param_groups[0]["lr"])

@@ -82,7 +82,7 @@ class SpikeAtBatch(Callback):
     [
         ("steps", 0, "steps must be an integer >= 1"),
         ("optimizer", "sgd", "palm, adamw"),
-        ("precision", "fp8", "auto, bf16, fp16, fp32"),
+        ("precision", "fp8", "auto, fp32, bf16, fp16"),  # runtime.PRECISIONS, the one list
         ("micro_batch_size", 64, "exceeds batch_size"),
         ("spike_factor", 0.5, "spike_factor must be > 1"),
         ("device", "gpu0", "torch device"),

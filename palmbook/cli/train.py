@@ -108,6 +108,31 @@ def _or_none(convert: Any) -> Any:
     return parse
 
 
+def _new_run(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[PaLMConfig, dict[str, Any], int, Path | None]:
+    """A new run's model config, TrainConfig fields (the profile's, then --config's), sequence length and
+    tokenizer file (None: train one), from the flags and the profile (PALMBOOK_PROFILE)."""
+    prof = profile()
+    if args.model_config:
+        model_config = PaLMConfig.load(args.model_config)
+    else:
+        model_config = PaLMConfig.preset(args.preset or prof.preset)
+    for name in ("vocab_size", "dropout"):
+        if getattr(args, name) is not None:
+            model_config = model_config.replace(**{name: getattr(args, name)})
+    seq_len = args.seq_len or min(prof.seq_len, model_config.max_seq_len)
+    if seq_len > model_config.max_seq_len:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_seq_len={model_config.max_seq_len}")
+    steps = flags.get("steps", prof.train_steps)
+    base = dict(steps=steps, batch_size=prof.batch_size, eval_batches=prof.eval_batches, seed=prof.seed,
+                eval_every=max(1, steps // 10), checkpoint_every=max(1, steps // 10))  # fmt: skip
+    if args.config:
+        base.update(TrainConfig.load(args.config).run_dict())
+    tokenizer_path = Path(args.tokenizer) if args.tokenizer else None
+    if tokenizer_path is not None and not tokenizer_path.exists():
+        raise FileNotFoundError(f"no tokenizer at {tokenizer_path}")
+    return model_config, base, seq_len, tokenizer_path
+
+
 def run(args: argparse.Namespace) -> int:
     """``palmbook train``: build (or reload) the model, data and config, then train. Returns the exit code."""
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -115,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("palmbook train needs --out-dir DIR (checkpoints, logs and the tokenizer go there)")
     out = Path(flags["out_dir"])
     run_path = out / RUN_FILE
-    prof = profile()
     command = list(getattr(args, "argv", sys.argv))
     previous: dict[str, Any] = {}
     if args.resume and run_path.is_file():
@@ -124,33 +148,15 @@ def run(args: argparse.Namespace) -> int:
         base = previous["train_config"]
         source, seq_len, sample_by = previous["data"], previous["seq_len"], previous.get("sample_by", "document")
         tokenizer_path: Path | None = out / TOKENIZER_NAME
+    elif args.resume:
+        raise FileNotFoundError(f"nothing to resume: {run_path} does not exist; drop --resume to start a new run")
     else:
-        if args.resume:
-            raise FileNotFoundError(f"nothing to resume: {run_path} does not exist; drop --resume to start a new run")
-        if args.model_config:
-            model_config = PaLMConfig.load(args.model_config)
-        else:
-            model_config = PaLMConfig.preset(args.preset or prof.preset)
-        for name in ("vocab_size", "dropout"):
-            if getattr(args, name) is not None:
-                model_config = model_config.replace(**{name: getattr(args, name)})
-        seq_len = args.seq_len or min(prof.seq_len, model_config.max_seq_len)
-        if seq_len > model_config.max_seq_len:
-            raise ValueError(f"--seq-len {seq_len} exceeds the model's max_seq_len={model_config.max_seq_len}")
-        steps = flags.get("steps", prof.train_steps)
-        base = dict(steps=steps, batch_size=prof.batch_size, eval_batches=prof.eval_batches, seed=prof.seed,
-                    eval_every=max(1, steps // 10), checkpoint_every=max(1, steps // 10))  # fmt: skip
-        if args.config:
-            base.update(TrainConfig.load(args.config).run_dict())
+        model_config, base, seq_len, tokenizer_path = _new_run(args, flags)
         source, sample_by = args.data, args.sample_by
-        tokenizer_path = Path(args.tokenizer) if args.tokenizer else None
-        if tokenizer_path is not None and not tokenizer_path.exists():
-            raise FileNotFoundError(f"no tokenizer at {tokenizer_path}")
     config = TrainConfig.from_dict({**base, **flags, "out_dir": str(out)})
 
-    rank, world, _ = init_distributed(
-        config.distributed, config.device
-    )  # before the data: rank 0 trains the tokenizer, the rest wait
+    # Join the process group before the data: rank 0 trains the tokenizer while the others wait.
+    rank, world, _ = init_distributed(config.distributed, config.device)
     try:
         data = None
         if rank == 0:
