@@ -1,7 +1,12 @@
-"""`palmbook bench`: it runs, prints every field, writes JSON, and its arithmetic is right. Nothing here is timed."""
+"""`palmbook bench`: it runs, prints every field, writes JSON, its arithmetic is right, and a bad command line gets
+one line naming the fix. Nothing here is timed."""
 
+import dataclasses
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +14,8 @@ import torch
 from palmbook import bench, cli
 from palmbook.bench import QUICK, REFERENCE, BenchShape, paired_ratios, parse_shape
 from palmbook.flops import flops_per_token, mfu
+
+BOOK_DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 
 
 def hand_flops_per_token(V: int, d: int, L: int, H: int, h: int, f: int, T: int) -> int:
@@ -128,17 +135,89 @@ def test_shape_overrides_parse_and_bad_ones_name_the_fields():
     assert BenchShape.from_preset("palm-mini", batch_size=4).d_model == 256
 
 
+def test_shape_refuses_a_prompt_longer_than_the_training_rows_it_is_cut_from():
+    with pytest.raises(ValueError, match="prompt_len <= seq_len"):
+        dataclasses.replace(QUICK, prompt_len=QUICK.seq_len + 1)
+    with pytest.raises(ValueError, match="positive integer"):
+        dataclasses.replace(QUICK, n_layers=0)
+
+
 def test_gpu_mfu_without_a_gpu_says_what_to_run(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="palmbook bench --gpu-mfu --preset palm-1b"):
+    with pytest.raises(ValueError, match="palmbook bench --gpu-mfu --preset palm-1b"):
         bench.gpu_mfu()
 
 
+def test_memory_facts_skip_falcon_with_the_reason_when_it_cannot_take_the_shape():
+    odd = dataclasses.replace(QUICK, n_heads=3)  # Falcon's head size would be 64 / 3; palmbook's stays 32
+    kv = bench.memory_facts(odd)["kv_bytes_per_token"]
+    assert kv["palmbook (multi-query)"] == 2 * 2 * 32 * 4
+    assert kv["falcon"].startswith("skipped: Falcon's head size is d_model / n_heads")
+
+
+def test_the_stored_benchmark_file_still_formats():
+    # chapter 12 prints book/data/benchmark.json with format_results; its load averages are strings of three numbers
+    res = json.loads((BOOK_DATA / "benchmark.json").read_text())
+    text = bench.format_results(res)
+    assert f"load average {res['machine']['load_average_at_start']} at start" in text
+    assert "palmbook/falcon: train" in text
+
+
+def run_palmbook(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit code, stderr) of ``palmbook <argv>`` in this process, argparse's exits included."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+# Every bad command: (arguments, words the one error line must contain). Each fails before any model is built.
+BAD_BENCH_COMMANDS = [
+    (["--quick", "--device", "cuda"], "use 'cpu' or 'auto'"),
+    (["--quick", "--threads", "-1"], "--threads: must be a whole number of at least 1"),
+    (["--gpu-mfu"], "--gpu-mfu needs a CUDA GPU"),
+    (["--quick", "--shape", "n_heads=3"], "or use --no-peers"),
+    (["--quick", "--preset", "bogus"], "invalid choice: 'bogus'"),
+    (["--quick", "--preset", "palm-mini"], "drop one of them"),
+    (["--quick", "--rounds", "0"], "--rounds: must be a whole number of at least 1"),
+    (["--rounds", "-2"], "--rounds: must be a whole number of at least 1"),
+    (["--bf16-curve", "--rounds", "3"], "--rounds is read only by the comparison"),
+    (["--quick", "--tolerance", "0.1"], "--tolerance is read only by --bf16-curve"),
+    (["--gpu-mfu", "--quick"], "--quick is read only by the comparison and --bf16-curve"),
+    (["--bf16-curve", "--gpu-mfu"], "choose one"),
+    (["--bf16-curve", "--steps", "1"], "--steps 2 or more"),
+]
+
+
+@pytest.mark.parametrize(("argv", "words"), BAD_BENCH_COMMANDS, ids=[" ".join(a) for a, _ in BAD_BENCH_COMMANDS])
+def test_a_bad_bench_command_exits_with_one_line_naming_the_fix(argv, words, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answers on a GPU machine
+    code, err = run_palmbook(["bench", *argv], capsys)
+    assert code != 0
+    assert len(err.splitlines()) == 1 and err.startswith("palmbook bench: error: ") and "Traceback" not in err
+    assert words in err
+
+
+def test_a_bad_bench_command_from_the_shell_prints_no_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "palmbook", "bench", "--quick", "--rounds", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "palmbook bench: error: argument --rounds: must be a whole number of at least 1; got '0' "
+        "(see palmbook bench --help)"
+    ]
+
+
 def test_bf16_curve_quick_reports_speed_and_gap(capsys, tmp_path):
-    assert bench.main(["--quick", "--bf16-curve", "--threads", "1", "--out", str(tmp_path / "c.json")]) == 0
+    out = tmp_path / "c.json"
+    assert cli.main(["bench", "--quick", "--bf16-curve", "--threads", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "bf16 autocast vs float32" in text and "largest gap" in text
-    res = json.loads((tmp_path / "c.json").read_text())["bf16_curve"]
+    stored = json.loads(out.read_text())
+    assert stored["command"] == f"palmbook bench --quick --threads 1 --out {out} --bf16-curve"
+    res = stored["bf16_curve"]
     assert len(res["losses"]["fp32"]) == len(res["losses"]["bf16"]) == 6
     gaps = [abs(a - b) for a, b in zip(res["losses"]["fp32"], res["losses"]["bf16"], strict=True)]
     assert res["max_step_gap"] == pytest.approx(max(gaps))
