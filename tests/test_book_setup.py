@@ -14,10 +14,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 import torch
+import yaml
 
 import palmbook
 from palmbook.book import BOOK_RENDERER, book_data, setup, use_book_renderer
-from palmbook.profiles import PROFILES
+from palmbook.book.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -179,7 +182,9 @@ def test_book_data_in_colab_downloads_this_editions_copy_once(tmp_path, monkeypa
 
     path = book_data("benchmark.json", opener=opener)
     assert path.read_bytes() == b'{"ok": 1}' and f"v{palmbook.__version__}" in str(path)
-    assert asked == [f"https://github.com/palmbook/palmbook/raw/v{palmbook.__version__}/book/data/benchmark.json"]
+    # the repository _config.yml names (tools/edition.py keeps pyproject's Source URL, read here, equal to it)
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"].rstrip("/")
+    assert asked == [f"{url}/raw/v{palmbook.__version__}/book/data/benchmark.json"], "reinstall: pip install -e ."
     assert book_data("benchmark.json", opener=opener) == path and len(asked) == 1  # cached: no second download
 
 
@@ -194,3 +199,45 @@ def test_book_data_that_this_edition_lacks_is_a_file_not_found_error(tmp_path, m
 
     with pytest.raises(FileNotFoundError, match="could not be downloaded"):
         book_data("gpu_mfu.json", fetch=True, opener=not_there)  # chapter 12 shows "not measured" on this error
+
+
+@pytest.mark.parametrize(
+    "name", ["../../../TRAVERSED", "/tmp/TRAVERSED", "a/../../TRAVERSED", "..\\TRAVERSED", "C:TRAVERSED", "", "."]
+)
+def test_book_data_refuses_names_outside_its_folder_before_reading_or_writing(name, tmp_path, monkeypatch):
+    """The reliability review's case: a name with '..' once made book_data write outside its cache folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "TRAVERSED").write_text("a file that must not be returned")
+
+    def no_network(url):
+        raise AssertionError(f"tried to download {url}")
+
+    with pytest.raises(ValueError, match="inside book/data/"):
+        book_data(name, fetch=True, opener=no_network)
+    assert not (tmp_path / "home").exists()  # nothing written anywhere
+
+
+def test_book_data_keeps_subfolders_inside_the_cache(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    path = book_data("runs/a b.json", fetch=True, opener=lambda url: Response(url.encode()))
+    assert path.resolve().is_relative_to((tmp_path / "home" / ".cache" / "palmbook").resolve())
+    assert path.read_text().endswith("/book/data/runs/a%20b.json")  # the name is quoted in the URL
+
+
+def test_importing_the_book_helpers_loads_neither_plotly_renderers_nor_ipywidgets():
+    """`import palmbook` imports palmbook.book (the run profiles live there): it must stay light."""
+    import subprocess
+
+    code = "import sys, palmbook.book; print(sorted(m for m in ('plotly.io', 'ipywidgets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import PaLMConfig
+from ..config import PaLMConfig
 
-__all__ = ["PROFILES", "Profile", "profile"]
+__all__ = ["ENV_DEVICE", "ENV_PROFILE", "PROFILES", "Profile", "default_profile_name", "profile"]
 
 ENV_PROFILE = "PALMBOOK_PROFILE"
 ENV_DEVICE = "PALMBOOK_DEVICE"
