@@ -31,7 +31,7 @@ book: $(VENV)/.installed-book
 	@echo "The book is built: open _build/html/index.html"
 
 execute: $(VENV)/.installed-book
-	$(PY) book/_ext/chapters.py execute --profile $(PROFILE) $(NB)
+	$(PY) tools/chapters.py execute --profile $(PROFILE) $(NB)
 
 # Two test processes on two cores: each runs torch (and every notebook kernel it starts) on ONE thread. With two
 # threads each, the cores are oversubscribed and OpenMP's barriers stall: a batch-1 generation cell of chapter 8 took
@@ -41,7 +41,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check palmbook tests
+	$(VENV)/bin/ruff format --check palmbook tests tools
 
 clean:
 	rm -rf _build .pytest_cache

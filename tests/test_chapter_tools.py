@@ -1,4 +1,4 @@
-"""book/_ext/chapters.py: the skeleton of a new chapter and `make execute`, which chapter authors rely on."""
+"""tools/chapters.py: the skeleton of a new chapter and `make execute`, which chapter authors rely on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
+sys.path.insert(0, str(ROOT / "tools"))
 import chapters  # noqa: E402
 
 

@@ -22,9 +22,10 @@ import palmbook
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import assets  # noqa: E402  (book/_ext/assets.py)
-import chapters  # noqa: E402  (book/_ext/chapters.py)
-import edition  # noqa: E402  (book/_ext/edition.py)
+sys.path.insert(0, str(ROOT / "tools"))
+import assets  # noqa: E402  (book/_ext/assets.py: the Sphinx extension's asset fetcher)
+import chapters  # noqa: E402  (tools/chapters.py)
+import edition  # noqa: E402  (tools/edition.py)
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (on 3.10 the CI matrix runs the unit tests only)
 
@@ -172,8 +173,58 @@ def test_release_check_finds_chapters_of_another_edition(edition_root):
     nb.cells[2].outputs[0].text = "palmbook 1.2.2 | torch 2.13.0 | ...\n"
     nbformat.write(nb, path)
     found = edition.problems()
-    assert any("chapters.py sync book/00_x.ipynb" in line for line in found), found
+    assert any(line.startswith("book/00_x.ipynb: install cell") and "--set-repository" in line for line in found)
     assert any("make execute NB=book/00_x.ipynb" in line for line in found), found
+
+
+def test_release_check_refuses_a_book_that_names_another_repository_and_names_the_fix(edition_root):
+    assert edition.problems(repository="https://github.com/o/r/") == []  # a trailing slash is the same address
+    found = edition.problems(repository="https://github.com/fork/r")
+    assert found == [
+        "_config.yml names the repository https://github.com/o/r, but this is https://github.com/fork/r: "
+        "`python tools/edition.py --set-repository https://github.com/fork/r`"
+    ]
+    assert edition.main(["--tag", "v1.2.3", "--repository", "https://github.com/fork/r"]) == 1
+
+
+def test_set_repository_rewrites_every_copy_and_the_check_then_passes(edition_root, capsys):
+    (edition_root / "_config.yml").write_text(
+        "title: x\nrepository:\n  url: https://github.com/o/r  # the one home\n  branch: v1.2.3\n"
+        "launch_buttons:\n  url: https://colab.example\n"
+    )
+    (edition_root / "pyproject.toml").write_text(
+        '[project]\nname = "palmbook"\n\n[project.urls]\nHomepage = "https://github.com/o/r"\n'
+        'Issues = "https://github.com/o/r/issues"\n\n[tool.x]\nurl = "https://github.com/o/r"\n'
+    )
+    assert edition.main(["--set-repository", "https://github.com/fork/palm.book.git"]) == 0
+    new = "https://github.com/fork/palm.book"
+    config = (edition_root / "_config.yml").read_text()
+    assert f"  url: {new}  # the one home\n" in config and "url: https://colab.example" in config
+    pyproject = (edition_root / "pyproject.toml").read_text()
+    assert f'Homepage = "{new}"' in pyproject and f'Issues = "{new}/issues"' in pyproject
+    assert 'url = "https://github.com/o/r"' in pyproject  # only [project.urls] is a copy of the address
+    assert f"git+{new}@v1.2.3" in (edition_root / "README.md").read_text()
+    nb = nbformat.read(edition_root / "book" / "00_x.ipynb", as_version=4)
+    assert f"git+{new}@v1.2.3" in nb.cells[1].source and nb.cells[2].outputs  # install cell only, outputs kept
+    assert edition.problems(tag="v1.2.3", release=True, repository=new) == []
+    assert "rewrote _config.yml" in capsys.readouterr().out
+
+
+def test_sync_brings_the_tag_copies_to_a_bumped_version(edition_root):
+    (edition_root / "palmbook" / "__init__.py").write_text('__version__ = "1.3.0"\n')
+    edition.main(["--sync"])
+    assert "branch: v1.3.0" in (edition_root / "_config.yml").read_text()
+    assert "git+https://github.com/o/r@v1.3.0" in (edition_root / "README.md").read_text()
+    found = edition.problems()
+    assert not any("branch" in line or "README" in line or "install cell" in line for line in found), found
+
+
+@pytest.mark.parametrize("bad", ["https://gitlab.com/o/r", "github.com/o/r", "https://github.com/o", ""])
+def test_set_repository_accepts_only_a_github_repository_address(edition_root, bad):
+    before = (edition_root / "_config.yml").read_text()
+    with pytest.raises(SystemExit):
+        edition.main(["--set-repository", bad])
+    assert (edition_root / "_config.yml").read_text() == before
 
 
 # ------------------------------------------------------------------------------------------------ the book

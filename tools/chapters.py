@@ -1,15 +1,15 @@
 """Chapter tooling: the header cells every chapter starts with, a new-chapter skeleton, and ``make execute``.
 
-    python book/_ext/chapters.py new book/03_attention.ipynb "3. Attention"   # a skeleton with the header cells
-    python book/_ext/chapters.py execute                                      # every chapter, profile cpu
-    python book/_ext/chapters.py execute book/03_attention.ipynb              # one chapter
-    python book/_ext/chapters.py sync                                         # install cells only, no run
+    python tools/chapters.py new book/03_attention.ipynb "3. Attention"   # a skeleton with the header cells
+    python tools/chapters.py execute                                      # every chapter, profile cpu
+    python tools/chapters.py execute book/03_attention.ipynb              # one chapter
+    python tools/chapters.py sync                                         # install cells only, no run
 
 Executing first brings the Colab install cell up to date with ``_config.yml`` and the package version, then
 writes the notebook back with its outputs and its **widget state** (nbclient's ``store_widget_state``):
 the static book draws ipywidgets from that state, and nbval or a plain "Save" in Jupyter may not store it.
-The repository's address comes from ``_config.yml`` (its one home); tests/test_notebooks.py checks every
-chapter's install cell against :func:`colab_install_source`.
+The repository's address comes from ``_config.yml`` (its one home; ``tools/edition.py --set-repository`` moves it
+and every copy); tests/test_notebooks.py checks every chapter's install cell against :func:`colab_install_source`.
 
 **Editions.** The book is published from a tag ``v<version>`` (``palmbook.__version__``): ``_config.yml``'s
 ``repository.branch`` is that tag, so a chapter's Colab link opens the notebook of the edition being read, and its
@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # tools/ sits in the repository root
 BOOK = ROOT / "book"
 KERNEL = "python3"
 
