@@ -17,8 +17,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import edition  # noqa: E402  (book/_ext/edition.py: _toc.yml's documents)
+sys.path.insert(0, str(ROOT / "tools"))
+import edition  # noqa: E402  (tools/edition.py: _toc.yml's documents)
 
 TOC = edition.toc_files()
 PAGES = [ROOT / f"{doc}{suffix}" for doc in TOC for suffix in (".md", ".ipynb") if (ROOT / f"{doc}{suffix}").is_file()]

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import chapters  # noqa: E402  (book/_ext/chapters.py: the header cells and `make execute`)
+sys.path.insert(0, str(ROOT / "tools"))
+import chapters  # noqa: E402  (tools/chapters.py: the header cells and `make execute`)
 
 CHAPTERS = chapters.chapters()
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -86,7 +86,7 @@ def test_first_code_cell_installs_palmbook_in_colab_only_and_is_hidden(path):
     cell = _code_cells(_read(path))[0]
     assert cell.source == chapters.colab_install_source(), (
         f"{path.name}: the first code cell must be the Colab install cell of this edition; "
-        f"`python book/_ext/chapters.py sync {path.relative_to(ROOT)}` rewrites it (it follows _config.yml's "
+        f"`python tools/chapters.py sync {path.relative_to(ROOT)}` rewrites it (it follows _config.yml's "
         "repository url and palmbook.__version__)"
     )
     assert "remove-cell" in cell.metadata.get("tags", []), "tag it remove-cell so the book hides it"
