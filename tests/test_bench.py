@@ -58,6 +58,8 @@ def test_quick_bench_prints_every_field_and_writes_consistent_json(tmp_path, cap
     res = json.loads(out.read_text())
     assert res["command"] == f"palmbook bench --quick --threads 1 --out {out}"
     assert res["shape"] == QUICK.__dict__ and res["precision"] == "fp32"
+    loads = [res["machine"][f"load_average_at_{when}"] for when in ("start", "end")]
+    assert all(x is None or x == round(x, 2) for x in loads)  # as /proc/loadavg shows them
     peak = res["matmul_peak"]["best_flops"]
     assert peak == max(res["matmul_peak"]["samples"]) > 0
     hand = hand_flops_per_token(512, 64, 2, 2, 32, 256, 64)

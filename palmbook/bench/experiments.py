@@ -22,9 +22,9 @@ from torch import nn
 from ..config import PaLMConfig
 from ..flops import PEAK_FLOPS, flops_per_token, measure_matmul_peak, mfu, peak_flops_for
 from ..model import PaLM
-from ..runtime import autocast, load_average
+from ..runtime import autocast
 from .contestants import falcon_config, make_adamw
-from .measure import machine_record, paired_ratios, peak_step_memory, timestamp, trace_memory
+from .measure import load_at_end, machine_record, paired_ratios, peak_step_memory, timestamp, trace_memory
 from .shapes import REFERENCE, BenchData, BenchShape
 
 __all__ = ["bf16_curve", "gpu_mfu", "memory_facts"]
@@ -231,7 +231,7 @@ def bf16_curve(
         "within_tolerance": gap <= tolerance,
         "final_loss": {"fp32": s32[-1], "bf16": s16[-1]},
         "date": timestamp(),
-        "machine": {**machine, "load_average_at_end": load_average()},
+        "machine": {**machine, "load_average_at_end": load_at_end()},
     }
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "MemoryTrace",
     "Stat",
     "interleaved",
+    "load_at_end",
     "machine_record",
     "paired_ratios",
     "peak_step_memory",
@@ -180,12 +181,21 @@ def read_every_weight(model: nn.Module, n: int) -> None:
 def machine_record(device: torch.device) -> dict[str, Any]:
     """:func:`palmbook.runtime.machine_facts`, with its load average renamed ``load_average_at_start``.
 
-    The caller adds ``load_average_at_end`` when the run is over: a load that rose during the run explains slow
-    rounds.
+    The caller adds :func:`load_at_end` when the run is over: a load that rose during the run explains slow rounds.
     """
     facts = machine_facts(device)
-    facts["load_average_at_start"] = facts.pop("load_average")
+    facts["load_average_at_start"] = _two_places(facts.pop("load_average"))
     return facts
+
+
+def load_at_end() -> float | None:
+    """The one-minute load average now, to two places as the kernel counts it (None where the OS has none)."""
+    return _two_places(load_average())
+
+
+def _two_places(load: float | None) -> float | None:
+    # os.getloadavg can return the kernel's fixed-point value (2.08251953125); /proc/loadavg shows two places
+    return None if load is None else round(load, 2)
 
 
 def timestamp() -> str:
@@ -322,7 +332,7 @@ def run_bench(
     table_peak = peak_flops_for(machine["name"]) if device.type == "cuda" else None
     return {
         "date": timestamp(),
-        "machine": {**machine, "load_average_at_end": load_average()},
+        "machine": {**machine, "load_average_at_end": load_at_end()},
         "shape": dataclasses.asdict(shape),
         "precision": precision,
         "compile": compile_blocks,
