@@ -14,14 +14,19 @@ query K3, attends to the position that came after an earlier K3 and copies its v
 attention, so a one-layer model is the control that cannot do it (Olsson et al., 2022, "In-context learning and
 induction heads", arXiv 2209.11895).
 
-Vocabulary (``n_keys + n_values + 1`` tokens), documented because the chapter draws attention maps over it:
+Vocabulary (``n_keys + n_values + 2`` tokens), documented because the chapter draws attention maps over it:
 
     ids 0 .. n_keys-1                       keys K0, K1, ...
     ids n_keys .. n_keys+n_values-1         values V0, V1, ...
     id  n_keys+n_values                     the query marker "?"
+    id  n_keys+n_values+1                   a filler "." (only with ``fillers`` > 0)
 
-Sequences have one length, ``2 * n_pairs + 3``: position 2j holds a key, 2j+1 its value, then "?", the query key
-and the answer (last position). Two layouts of the demonstrations:
+Sequences have one length, ``2 * n_pairs + 3 + fillers``: the pairs in order (each value right after its key),
+then "?", the query key and the answer (last position). Without fillers pair j sits at positions 2j, 2j+1, so
+every slot is at a fixed distance from the query, and even one attention layer can tell slots apart by position
+(RoPE): in the calibration a 1-layer model beat the frequency-free baseline that way, slowly. ``fillers`` tokens
+scattered at random between the pairs take that fixed spacing away; an induction head does not care (it keys on
+"the token before me", wherever that is). Two layouts of the demonstrations:
 
 * ``"random"``: the other demonstrations draw keys uniformly (with repetition) from the keys that are not the
   query. A key shown more often puts its value in the context more often, so "answer the most frequent value"
@@ -71,17 +76,19 @@ class RecallTask:
         n_values: number of distinct values (>= n_keys: each sequence maps its keys to distinct values).
         n_pairs: demonstrations per sequence. The balanced layout needs ``n_pairs % shots == 0`` and, for 0 shots,
             ``n_keys > n_pairs``; the default 8 allows shots 0, 1, 2, 4 and 8.
+        fillers: filler tokens scattered uniformly at random over the gaps before each pair and before "?".
     """
 
     n_keys: int = 12
     n_values: int = 12
     n_pairs: int = 8
+    fillers: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_keys", "n_values", "n_pairs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("n_keys", "n_values", "n_pairs", "fillers"):
+            value, least = getattr(self, name), 0 if name == "fillers" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
         if self.n_keys < 2:
             raise ValueError(f"n_keys must be at least 2 (a query and another key); got {self.n_keys}")
         if self.n_values < self.n_keys:
@@ -95,12 +102,16 @@ class RecallTask:
         return self.n_keys + self.n_values
 
     @property
-    def vocab_size(self) -> int:
+    def filler_token(self) -> int:
         return self.n_keys + self.n_values + 1
 
     @property
+    def vocab_size(self) -> int:
+        return self.n_keys + self.n_values + 2
+
+    @property
     def seq_len(self) -> int:
-        return 2 * self.n_pairs + 3
+        return 2 * self.n_pairs + 3 + self.fillers
 
     def config(self, **fields: int | float) -> PaLMConfig:
         """A PaLM config that fits this task: its vocabulary and length; ``fields`` set the rest.
@@ -111,7 +122,7 @@ class RecallTask:
         return PaLMConfig(vocab_size=self.vocab_size, max_seq_len=self.seq_len, name="recall", **shape)
 
     def describe(self, tokens: Tensor) -> str:
-        """One sequence (T,) as text, e.g. ``"K3 V7 K0 V2 ? K3 V7"``."""
+        """One sequence (T,) as text, e.g. ``"K3 V7 . K0 V2 ? K3 V7"``."""
         names = []
         for t in tokens.tolist():
             if t < self.n_keys:
@@ -119,7 +130,7 @@ class RecallTask:
             elif t < self.query_token:
                 names.append(f"V{t - self.n_keys}")
             else:
-                names.append("?")
+                names.append("?" if t == self.query_token else ".")
         return " ".join(names)
 
 
@@ -127,7 +138,7 @@ class RecallBatch(NamedTuple):
     """A batch of recall sequences and its exact ground truth.
 
     Attributes:
-        tokens: (B, T) token ids, T = ``2 * n_pairs + 3``.
+        tokens: (B, T) token ids, T = ``task.seq_len``.
         loss_mask: (B, T) bool, True on every value token (the demonstrations' values and the answer).
         answer: (B,) the answer's token id, ``mapping[b, query]``; also ``tokens[:, -1]``.
         query: (B,) the query key.
@@ -218,21 +229,22 @@ def recall_batch(
     mapping = _ranks(g, B, task.n_values)[:, :K] + K  # (B, K): distinct value tokens, one per key
     demo_values = mapping.gather(1, demo_keys)
     answer = mapping.gather(1, query[:, None])[:, 0]
-    tokens = torch.cat(
-        [
-            torch.stack([demo_keys, demo_values], dim=2).reshape(B, 2 * P),
-            torch.full((B, 1), task.query_token),
-            query[:, None],
-            answer[:, None],
-        ],
-        dim=1,
-    )
-    loss_mask = torch.zeros(B, task.seq_len, dtype=torch.bool)
-    loss_mask[:, 1 : 2 * P : 2] = True
+    T, rows = task.seq_len, torch.arange(B)[:, None]
+    # fillers: each picks a gap 0..P (gap j comes before pair j, gap P before "?"); pair j then starts at 2j plus
+    # the number of fillers in gaps 0..j
+    gap = torch.randint(0, P + 1, (B, task.fillers), generator=g)
+    per_gap = torch.zeros(B, P + 1, dtype=torch.long).scatter_add_(1, gap, torch.ones_like(gap))
+    key_pos = 2 * slot + per_gap[:, :P].cumsum(1)  # (B, P)
+    tokens = torch.full((B, T), task.filler_token)
+    tokens[rows, key_pos] = demo_keys
+    tokens[rows, key_pos + 1] = demo_values
+    tokens[:, -3], tokens[:, -2], tokens[:, -1] = task.query_token, query, answer
+    loss_mask = torch.zeros(B, T, dtype=torch.bool)
+    loss_mask[rows, key_pos + 1] = True
     loss_mask[:, -1] = True
     earlier = (demo_keys[:, :, None] == demo_keys[:, None, :]) & (slot > slot.T)[None]  # (B, i, j): same key, i < j
-    prior = torch.full((B, task.seq_len), -1, dtype=torch.long)
-    prior[:, 1 : 2 * P : 2] = earlier.sum(1)
+    prior = torch.full((B, T), -1, dtype=torch.long)
+    prior[rows, key_pos + 1] = earlier.sum(1)
     prior[:, -1] = (demo_keys == query[:, None]).sum(1)
     return RecallBatch(tokens, loss_mask, answer, query, prior[:, -1].clone(), mapping, prior)
 
@@ -244,8 +256,10 @@ def frequency_guess(task: RecallTask, tokens: Tensor, seed: int | torch.Generato
     so it is what a model without induction heads can reach; with 0 shots it guesses a value that was shown.
     """
     g = _generator(seed)
-    values = tokens[:, 1 : 2 * task.n_pairs : 2] - task.n_keys  # (B, P)
-    counts = torch.zeros(tokens.shape[0], task.n_values).scatter_add_(1, values, torch.ones(values.shape))
+    context = tokens[:, :-1]  # everything but the answer
+    shown = (context >= task.n_keys) & (context < task.query_token)
+    values = torch.where(shown, context - task.n_keys, 0)
+    counts = torch.zeros(tokens.shape[0], task.n_values).scatter_add_(1, values, shown.float())
     noise = torch.rand(counts.shape, generator=g) * 0.5  # < 1: breaks ties only
     return (counts + noise).argmax(1) + task.n_keys
 

@@ -17,28 +17,39 @@ from palmbook.incontext import (
 )
 
 TASK = RecallTask(n_keys=12, n_values=12, n_pairs=8)
+SPACED = RecallTask(n_keys=12, n_values=12, n_pairs=8, fillers=5)
 
 
 def demos(task, row):
-    """(key, value) pairs of one sequence, read back from its tokens."""
+    """(key, value) pairs of one sequence, read back from its tokens: every key before the query and its successor."""
     t = row.tolist()
-    return [(t[2 * j], t[2 * j + 1]) for j in range(task.n_pairs)]
+    return [(t[i], t[i + 1]) for i in range(len(t) - 3) if t[i] < task.n_keys]
 
 
+@pytest.mark.parametrize("task", [TASK, SPACED])
 @pytest.mark.parametrize("layout", ["random", "balanced", "mixed"])
-def test_every_answer_is_the_value_the_demonstrations_give_the_query(layout):
-    b = recall_batch(TASK, 300, [0, 1, 2, 4, 8], layout=layout, seed=3)
+def test_every_answer_is_the_value_the_demonstrations_give_the_query(task, layout):
+    b = recall_batch(task, 300, [0, 1, 2, 4, 8], layout=layout, seed=3)
+    assert b.tokens.shape == (300, task.seq_len)
     for i in range(300):
         row = b.tokens[i].tolist()
         query, answer = row[-2], row[-1]
-        assert row[-3] == TASK.query_token and query < TASK.n_keys
-        seen = {}
-        for k, v in demos(TASK, b.tokens[i]):
-            assert k < TASK.n_keys <= v < TASK.query_token
+        assert row[-3] == task.query_token and query < task.n_keys
+        pairs, seen = demos(task, b.tokens[i]), {}
+        assert len(pairs) == task.n_pairs and row.count(task.filler_token) == task.fillers
+        for k, v in pairs:
+            assert k < task.n_keys <= v < task.query_token
             assert seen.setdefault(k, v) == v  # one key, one value within a sequence
         if query in seen:
             assert answer == seen[query]
         assert answer == b.mapping[i, query].item() == b.answer[i].item()
+
+
+def test_fillers_move_the_pairs_around():
+    starts = {
+        tuple(row.lt(SPACED.n_keys).nonzero()[:, 0].tolist()) for row in recall_batch(SPACED, 50, 2, seed=0).tokens
+    }
+    assert len(starts) > 10  # without fillers every sequence has its keys at 0, 2, 4, ...
 
 
 def test_mapping_gives_every_key_its_own_value():
@@ -48,12 +59,13 @@ def test_mapping_gives_every_key_its_own_value():
         assert all(TASK.n_keys <= v < TASK.query_token for v in row)
 
 
+@pytest.mark.parametrize("task", [TASK, SPACED])
 @pytest.mark.parametrize("layout", ["random", "balanced"])
 @pytest.mark.parametrize("shots", [0, 1, 2, 4, 8])
-def test_shots_count_the_demonstrations_that_show_the_query(layout, shots):
-    b = recall_batch(TASK, 100, shots, layout=layout, seed=shots)
+def test_shots_count_the_demonstrations_that_show_the_query(task, layout, shots):
+    b = recall_batch(task, 100, shots, layout=layout, seed=shots)
     for i in range(100):
-        count = sum(k == b.query[i].item() for k, _ in demos(TASK, b.tokens[i]))
+        count = sum(k == b.query[i].item() for k, _ in demos(task, b.tokens[i]))
         assert count == shots == b.shots[i].item()
 
 
@@ -80,19 +92,21 @@ def test_balanced_zero_shot_shows_distinct_keys_and_never_the_query():
         assert len(set(keys)) == TASK.n_pairs and b.query[i].item() not in keys
 
 
-def test_loss_mask_covers_exactly_the_value_tokens():
-    b = recall_batch(TASK, 50, [0, 2, 8], layout="mixed", seed=4)
-    is_value = (b.tokens >= TASK.n_keys) & (b.tokens < TASK.query_token)
+@pytest.mark.parametrize("task", [TASK, SPACED])
+def test_loss_mask_covers_exactly_the_value_tokens(task):
+    b = recall_batch(task, 50, [0, 2, 8], layout="mixed", seed=4)
+    is_value = (b.tokens >= task.n_keys) & (b.tokens < task.query_token)
     assert torch.equal(b.loss_mask, is_value)
-    assert b.loss_mask[:, -1].all() and b.loss_mask.sum(1).eq(TASK.n_pairs + 1).all()
+    assert b.loss_mask[:, -1].all() and b.loss_mask.sum(1).eq(task.n_pairs + 1).all()
 
 
-def test_prior_counts_earlier_showings_of_each_values_key():
-    b = recall_batch(TASK, 50, [0, 1, 3, 8], seed=5)
+@pytest.mark.parametrize("task", [TASK, SPACED])
+def test_prior_counts_earlier_showings_of_each_values_key(task):
+    b = recall_batch(task, 50, [0, 1, 3, 8], seed=5)
     for i in range(50):
         row, seen = b.tokens[i].tolist(), Counter()
         for t in range(len(row)):
-            if t % 2 == 1 and t < 2 * TASK.n_pairs:
+            if task.n_keys <= row[t] < task.query_token and t < len(row) - 1:
                 assert b.prior[i, t].item() == seen[row[t - 1]]
                 seen[row[t - 1]] += 1
             elif t == len(row) - 1:
@@ -112,10 +126,11 @@ def test_same_seed_same_batch_and_a_generator_advances():
 
 
 def test_vocabulary_layout_and_a_config_that_fits():
-    assert (TASK.query_token, TASK.vocab_size, TASK.seq_len) == (24, 25, 19)
+    assert (TASK.query_token, TASK.filler_token, TASK.vocab_size, TASK.seq_len) == (24, 25, 26, 19)
+    assert SPACED.seq_len == 24
     cfg = TASK.config(n_layers=1)
-    assert cfg.vocab_size == 25 and cfg.max_seq_len == 19 and cfg.n_layers == 1
-    assert TASK.describe(torch.tensor([3, 19, 24, 3, 19])) == "K3 V7 ? K3 V7"
+    assert cfg.vocab_size == 26 and cfg.max_seq_len == 19 and cfg.n_layers == 1
+    assert TASK.describe(torch.tensor([3, 19, 25, 24, 3, 19])) == "K3 V7 . ? K3 V7"
 
 
 @pytest.mark.parametrize(
@@ -139,12 +154,13 @@ def test_task_rejects_fewer_values_than_keys_and_balanced_zero_shot_without_spar
         recall_batch(RecallTask(n_keys=8, n_values=8, n_pairs=8), 2, 0, layout="balanced")
 
 
-def test_frequency_heuristic_wins_the_random_layout_and_is_a_guess_in_the_balanced_one():
-    many = recall_batch(TASK, 2000, 4, layout="random", seed=8)
-    assert (frequency_guess(TASK, many.tokens) == many.answer).float().mean() > 0.9
-    fair = recall_batch(TASK, 2000, 1, layout="balanced", seed=8)
-    acc = (frequency_guess(TASK, fair.tokens, seed=1) == fair.answer).float().mean().item()
-    assert abs(acc - 1 / TASK.n_pairs) < 0.03  # one of the 8 equally frequent values, at random
+@pytest.mark.parametrize("task", [TASK, SPACED])
+def test_frequency_heuristic_wins_the_random_layout_and_is_a_guess_in_the_balanced_one(task):
+    many = recall_batch(task, 2000, 4, layout="random", seed=8)
+    assert (frequency_guess(task, many.tokens) == many.answer).float().mean() > 0.9
+    fair = recall_batch(task, 2000, 1, layout="balanced", seed=8)
+    acc = (frequency_guess(task, fair.tokens, seed=1) == fair.answer).float().mean().item()
+    assert abs(acc - 1 / task.n_pairs) < 0.03  # one of the 8 equally frequent values, at random
 
 
 class RecallOracle(nn.Module):
@@ -161,14 +177,15 @@ class RecallOracle(nn.Module):
 
     def forward(self, idx):
         logits = torch.zeros(*idx.shape, self.task.vocab_size)
-        for i, row in enumerate(idx.tolist()):
-            shown = dict(zip(row[0 : 2 * self.task.n_pairs : 2], row[1 : 2 * self.task.n_pairs : 2], strict=True))
-            logits[i, -1, shown.get(row[-1], 0)] = 1.0
+        for i, row in enumerate(idx):
+            shown = dict(demos(self.task, torch.cat([row, row[-1:]])))  # demos() expects the answer at the end
+            logits[i, -1, shown.get(row[-1].item(), 0)] = 1.0
         return logits
 
 
-def test_accuracy_by_shots_scores_the_query_answer():
-    acc = accuracy_by_shots(RecallOracle(TASK), TASK, (0, 1, 2, 8), n=100)
+@pytest.mark.parametrize("task", [TASK, SPACED])
+def test_accuracy_by_shots_scores_the_query_answer(task):
+    acc = accuracy_by_shots(RecallOracle(task), task, (0, 1, 2, 8), n=100)
     assert acc[1] == acc[2] == acc[8] == 1.0 and acc[0] == 0.0  # 0 shots: the oracle answers a key, never right
 
 
@@ -188,7 +205,7 @@ class FixedAttention(nn.Module):
 
 
 def test_induction_and_previous_token_scores_find_the_heads_that_have_those_patterns():
-    b = recall_batch(TASK, 8, 2, layout="random", seed=9)
+    b = recall_batch(SPACED, 8, 2, layout="random", seed=9)
     B, T = b.tokens.shape
     prev = torch.zeros(B, T, T)
     prev[:, 0, 0] = 1
