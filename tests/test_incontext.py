@@ -129,7 +129,7 @@ def test_vocabulary_layout_and_a_config_that_fits():
     assert (TASK.query_token, TASK.filler_token, TASK.vocab_size, TASK.seq_len) == (24, 25, 26, 19)
     assert SPACED.seq_len == 24
     cfg = TASK.config(n_layers=1)
-    assert cfg.vocab_size == 26 and cfg.max_seq_len == 19 and cfg.n_layers == 1
+    assert cfg.vocab_size == 26 and cfg.max_seq_len == 19 and cfg.n_layers == 1 and cfg.n_heads == 1
     assert TASK.describe(torch.tensor([3, 19, 25, 24, 3, 19])) == "K3 V7 . ? K3 V7"
 
 
