@@ -17,10 +17,11 @@ never scored). Held-out problems: a hash of each problem sends one in ten to the
 ``"train"``; and problems with more terms than any seen in training test whether the model learned the step, not
 the length.
 
-The same generator serves the "flat then jump" plot of chapter 11: teacher-forced answer accuracy
-(:func:`palmbook.task_training.masked_accuracy`) per token improves smoothly with model size while exact match of
-a many-digit answer (all tokens right, roughly p ** digits) stays near zero and then rises steeply, which is how
-Schaeffer et al. (2023, arXiv 2304.15004) explain much of "emergence" by the choice of metric.
+The same generator is meant for the "flat then jump" plot of chapter 11 (not yet calibrated at CPU scale):
+teacher-forced answer accuracy (:func:`palmbook.task_training.masked_accuracy`) per token should improve smoothly
+with model size while exact match of a many-digit answer (all tokens right, roughly p ** digits) stays near zero
+and then rises steeply, which is how Schaeffer et al. (2023, arXiv 2304.15004) explain much of "emergence": by the
+choice of metric.
 """
 
 from __future__ import annotations

@@ -259,8 +259,9 @@ def recall_batch(
 def frequency_guess(task: RecallTask, tokens: Tensor, seed: int | torch.Generator = 0) -> Tensor:
     """The frequency heuristic as a predictor: the value shown most often in the demonstrations (ties at random).
 
-    tokens: (B, T) recall sequences -> (B,) guessed value tokens. It never looks at which key a value belongs to,
-    so it is what a model without induction heads can reach; with 0 shots it guesses a value that was shown.
+    tokens: (B, T) recall sequences -> (B,) guessed value tokens. It never looks at which key a value belongs to:
+    the baseline of a model that counts but does not bind (in the balanced layout, shots / n_pairs). With 0 shots
+    it guesses a value that was shown, so it is always wrong there.
     """
     g = _generator(seed)
     context = tokens[:, :-1]  # everything but the answer
