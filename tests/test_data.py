@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from palmbook import Batches, Tokenizer, lm_blocks, load_corpus, pack, shakespeare, tokenize
-from palmbook.shakespeare import GENRES, TEST_PLAYS, VALIDATION_PLAYS, _parsed_plays
+from palmbook.shakespeare import GENRES, TEST_PLAYS, VALIDATION_PLAYS, _events
 
 SPLITS = ("train", "validation", "test")
 
@@ -104,10 +104,10 @@ def test_every_speech_of_the_play_text_is_in_the_speech_rows(
 
 def test_repeated_calls_reuse_the_parsed_corpus_without_sharing_mutable_state() -> None:
     a = shakespeare()
-    before = _parsed_plays.cache_info()
+    before = _events.cache_info()
     b = shakespeare(level="speech")
     shakespeare(level="play")
-    assert _parsed_plays.cache_info().misses == before.misses  # the markdown is parsed once per process
+    assert _events.cache_info().misses == before.misses  # the shipped file is read once per process
     assert a["train"]["text"] == b["train"]["text"]
     a["train"].set_format("torch")
     assert b["train"].format["type"] is None  # each call gets its own Dataset objects
