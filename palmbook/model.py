@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import PaLMConfig
 from .generate import generate
+from .hub import MODEL_CARD_TAGS, resolve_model_dir
 from .io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, load_safetensors, save_safetensors
 from .loss import LMLoss, fused_lm_loss
 
@@ -338,8 +340,12 @@ def multi_query_attention(q: Tensor, k: Tensor, v: Tensor, pos: int = 0, dropout
 
 
 # ---- the model
-class PaLM(nn.Module):
+class PaLM(nn.Module, PyTorchModelHubMixin, library_name="palmbook", tags=MODEL_CARD_TAGS):
     """A decoder-only PaLM language model.
+
+    Hub interop comes from ``huggingface_hub``'s ``PyTorchModelHubMixin``: :meth:`from_pretrained` takes a local
+    directory or an ``owner/name`` repository, :meth:`push_to_hub` uploads ``config.json`` + ``model.safetensors``
+    (+ a model card). The files are palmbook's own, written and read by the methods below.
 
     >>> model = PaLM(PaLMConfig.preset("palm-tiny"))
     >>> logits = model(torch.zeros(2, 8, dtype=torch.long))   # (B, T) -> (B, T, vocab_size)
@@ -588,26 +594,55 @@ class PaLM(nn.Module):
         return generate(self, idx, max_new_tokens, **sampling)
 
     # ---- save / load (safetensors only)
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
+    def save_pretrained(  # type: ignore[override]  # the mixin's, with palmbook's own files
+        self,
+        path: str | os.PathLike,
+        *,
+        config: PaLMConfig | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically.
 
         Each file is written to a temporary name in the same directory and renamed over the old one, so a crash
-        mid-write leaves the previous file intact.
+        mid-write leaves the previous file intact. ``push_to_hub=True`` then uploads them (``repo_id``, default
+        the folder's name). ``config`` and ``model_card_kwargs`` are the mixin's: :meth:`push_to_hub` passes them;
+        a model card (README.md) is written only on the way to the Hub.
         """
+        if config is not None and config != self.config:
+            raise ValueError("save_pretrained writes the model's own config; build the model from the one you want")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for name, write in model_files(self.state_dict(), self.config).items():
             atomic_write(path / name, write)
+        if model_card_kwargs is not None:
+            self.generate_model_card(**model_card_kwargs).save(path / "README.md")
+        if push_to_hub:
+            self.push_to_hub(repo_id or path.name, **push_to_hub_kwargs)
         return path
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:  # type: ignore[override]
+        """Upload ``config.json``, ``model.safetensors`` and a model card to the Hub repository ``repo_id``
+        (created if missing; needs ``hf auth login`` or ``token=``). Other keywords: the mixin's."""
+        kwargs["model_card_kwargs"] = kwargs.get("model_card_kwargs") or {}
+        return super().push_to_hub(repo_id, **kwargs)
+
     @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        **hub: Any,
     ) -> PaLM:
-        """Load a model written by :meth:`save_pretrained`. Reads safetensors only: nothing is ever unpickled."""
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"no model directory at {path}; expected one written by PaLM.save_pretrained")
+        """Load a model written by :meth:`save_pretrained`. Reads safetensors only: nothing is ever unpickled.
+
+        ``path`` is a local directory, or a Hub repository ``owner/name`` that is not one (its config.json and
+        model.safetensors only are fetched; ``hub``: revision, cache_dir, local_files_only, token).
+        """
+        path = resolve_model_dir(path, **hub)
         config = PaLMConfig.load(path / CONFIG_NAME)
         state = load_safetensors(path / WEIGHTS_NAME, device)
         with torch.device("meta"):
