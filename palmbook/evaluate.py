@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .loss import LMLoss, lm_loss
 from .model import PaLM
@@ -99,6 +100,7 @@ def score_continuations(
     normalize: str = "sum",
     batch_size: int = 16,
     bos_id: int | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Log-likelihood of each continuation given its context: sum_t log p(c_t | context, c_<t).
 
@@ -111,6 +113,7 @@ def score_continuations(
         batch_size: sequences per forward pass.
         bos_id: put before an EMPTY context (e.g. the end-of-document id, which starts every document);
             without it an empty context is an error, since the first token would have nothing to be predicted from.
+        progress: a tqdm bar over the batches (a long evaluation in a notebook shows it is moving).
 
     Returns:
         (N,) float64 scores. A sequence longer than the model's ``max_seq_len`` loses tokens from the start of
@@ -143,7 +146,7 @@ def score_continuations(
     scores = torch.empty(len(seqs), dtype=torch.float64)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     with _eval_mode(model):
-        _score_sorted(model, seqs, starts, order, batch_size, normalize, device, scores)
+        _score_sorted(model, seqs, starts, order, batch_size, normalize, device, scores, progress)
     return scores
 
 
@@ -156,9 +159,10 @@ def _score_sorted(
     normalize: str,
     device: torch.device,
     scores: Tensor,
+    progress: bool = False,
 ) -> None:
     """:func:`score_continuations`' batches: right-padded sequences of similar length, scores written in place."""
-    for b in range(0, len(order), batch_size):
+    for b in tqdm(range(0, len(order), batch_size), desc="scoring", unit="batch", disable=not progress):
         rows = order[b : b + batch_size]
         width = max(len(seqs[i]) for i in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -183,6 +187,7 @@ def choose(
     normalize: str = "sum",
     batch_size: int = 16,
     bos_id: int | None = None,
+    progress: bool = False,
 ) -> tuple[list[int], list[list[float]]]:
     """Answer multiple-choice questions by likelihood: for each context, the candidate with the highest score.
 
@@ -194,7 +199,7 @@ def choose(
     flat_ctx = [ctx for ctx, cands in zip(contexts, candidates, strict=True) for _ in cands]
     flat_cont = [c for cands in candidates for c in cands]
     flat = score_continuations(
-        model, flat_ctx, flat_cont, normalize=normalize, batch_size=batch_size, bos_id=bos_id
+        model, flat_ctx, flat_cont, normalize=normalize, batch_size=batch_size, bos_id=bos_id, progress=progress
     ).tolist()
     scores, k = [], 0
     for cands in candidates:
@@ -249,6 +254,7 @@ def _nll_sums(
     autocast: contextlib.AbstractContextManager | None = None,
     rank: int = 0,
     world_size: int = 1,
+    progress: bool = False,
 ) -> tuple[float, float, float]:
     """The one evaluation loop: (nats, tokens, characters) summed over the first ``max_batches * batch_size`` rows
     of ``blocks`` (N, T + 1), inputs block[:, :-1] and targets block[:, 1:], cross-entropy only (no z-loss).
@@ -268,7 +274,9 @@ def _nll_sums(
     per_token = 0.0 if table is not None else float(chars_per_token or 0.0)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, tokens, characters
     with _eval_mode(model):
-        for start in range(0, rows.shape[0], batch_size):
+        # one bar, on rank 0 only: every rank runs the same number of batches
+        starts = range(0, rows.shape[0], batch_size)
+        for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress or rank != 0):
             chunk = rows[start : start + batch_size].to(device)
             x, y = chunk[:, :-1], chunk[:, 1:]
             with autocast or contextlib.nullcontext():
@@ -292,6 +300,7 @@ def evaluate_lm(
     autocast: contextlib.AbstractContextManager | None = None,
     rank: int = 0,
     world_size: int = 1,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Validation loss of ``model`` on the first ``max_batches * batch_size`` rows of ``blocks`` (N, T+1).
 
@@ -302,10 +311,11 @@ def evaluate_lm(
     validation split) or a (vocab_size,) tensor of characters per token id, summed over the targets evaluated.
     ``device`` defaults to the model's; ``autocast`` is a context for the forward passes (the trainer's
     precision). With several processes (``rank`` of ``world_size``) each evaluates its share of the rows.
+    ``progress``: a tqdm bar over the batches (rank 0 only).
     """
     device = torch.device(device) if device is not None else model_device(model)
     nats, tokens, chars = _nll_sums(
-        model, blocks, batch_size, max_batches, chars_per_token, device, autocast, rank, world_size
+        model, blocks, batch_size, max_batches, chars_per_token, device, autocast, rank, world_size, progress
     )
     out = {"val_loss": nats / tokens, "val_ppl": math.exp(min(nats / tokens, 700.0)), "val_tokens": int(tokens)}
     if chars_per_token is not None and chars > 0:
@@ -321,6 +331,7 @@ def lm_perplexity(
     batch_size: int = 16,
     max_batches: int | None = None,
     chars_per_token: float | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Perplexity of ``model`` on packed blocks (N, T + 1) (inputs block[:, :-1], targets block[:, 1:]).
 
@@ -329,8 +340,9 @@ def lm_perplexity(
     :func:`evaluate_lm`, under the names a chapter compares models by: perplexity, nats_per_token
     (= ln perplexity), tokens and, with ``chars_per_token`` (characters / tokens of the evaluated text),
     nats_per_char and bits_per_char: per character, models with different tokenizers become comparable.
+    ``progress``: a tqdm bar over the batches.
     """
-    nats, tokens, _ = _nll_sums(model, blocks, batch_size, max_batches, None, model_device(model))
+    nats, tokens, _ = _nll_sums(model, blocks, batch_size, max_batches, None, model_device(model), progress=progress)
     out = {"perplexity": math.exp(min(nats / tokens, 700.0)), "nats_per_token": nats / tokens, "tokens": int(tokens)}
     if chars_per_token:
         out["nats_per_char"] = nats / tokens / chars_per_token

@@ -144,3 +144,15 @@ def test_metrics_refuse_mismatched_lengths():
             fn(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="one prediction per example"):
         classification_report(["a"], [])
+
+
+def test_progress_shows_one_bar_over_the_evaluation_batches_and_changes_no_number(capsys):
+    from palmbook.evaluate import evaluate_lm
+
+    torch.manual_seed(0)
+    model = PaLM(PaLMConfig.preset("palm-tiny").replace(max_seq_len=8))
+    blocks = torch.randint(0, model.config.vocab_size, (6, 9))
+    quiet = evaluate_lm(model, blocks, batch_size=2)
+    assert "evaluating" not in capsys.readouterr().err
+    shown = evaluate_lm(model, blocks, batch_size=2, progress=True)
+    assert "evaluating" in capsys.readouterr().err and shown == quiet
