@@ -3,6 +3,8 @@
 #   make test     install, then run the whole test suite (what CI runs through .ci/run)
 #   make execute  re-execute every chapter (profile cpu) and save outputs + widget state into the notebooks
 #   make lint     ruff
+#   make colab-check  a fresh venv with Colab's pinned versions (tools/colab-constraints.txt): every chapter's smoke
+#                     profile and the widget tests, as a Colab reader would run them (without a GPU)
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
@@ -16,7 +18,7 @@ NB      ?=
 # the page cannot draw) fails the build; --keep-going lists them all first. A draft: `make book JBFLAGS=--keep-going`.
 JBFLAGS ?= -W -n --keep-going
 
-.PHONY: book test execute lint clean
+.PHONY: book test execute lint clean colab-check
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,5 +45,27 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check palmbook tests tools
 
+# Colab's image: Python 3.13 and torch 2.11 (tools/colab-constraints.txt). Where no CPU build of torch 2.11 for
+# 3.13 exists (only CUDA wheels on PyPI), run e.g. `make colab-check COLAB_PYTHON=python3.11 COLAB_TORCH=torch==2.13.0`:
+# every other pin stays Colab's. The venv is rebuilt every time: it must never drift from the constraints.
+COLAB_PYTHON      ?= python3.13
+COLAB_CONSTRAINTS := tools/colab-constraints.txt
+COLAB_TORCH       ?= $(shell grep '^torch==' $(COLAB_CONSTRAINTS))
+COLAB_VENV        ?= .venv-colab
+
+colab-check:
+	rm -rf $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/pip install -q "$(COLAB_TORCH)"
+	grep -v '^torch==' $(COLAB_CONSTRAINTS) > $(COLAB_VENV)/constraints.txt
+	# What the chapters' install cell installs (palmbook[colab]), plus only what the tests need to run them.
+	$(COLAB_VENV)/bin/pip install -q -c $(COLAB_VENV)/constraints.txt ".[colab]" "pytest>=8" "nbval>=0.11" \
+		"ipykernel>=6.29" "hypothesis>=6.100"
+	$(COLAB_VENV)/bin/python -c "import ipywidgets, plotly, numpy, pandas, torch, sys; print('colab-check:', \
+		sys.version.split()[0], 'torch', torch.__version__, 'ipywidgets', ipywidgets.__version__, 'plotly', \
+		plotly.__version__, 'numpy', numpy.__version__, 'pandas', pandas.__version__)"
+	OMP_NUM_THREADS=1 PALMBOOK_PROFILE=smoke $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider \
+		-o addopts="-ra --nbval-lax --nbval-current-env" book tests/test_book_widgets.py
+
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache .venv-colab

@@ -63,10 +63,11 @@ def edition_tag() -> str:
 
 
 def install_spec() -> str:
-    """What a chapter's Colab cell gives to pip: the package (with the extras chapters import) at this edition's
-    tag. Deliberately no torch: Colab's own CUDA build satisfies ``torch>=...`` and must stay."""
+    """What a chapter's Colab cell gives to pip: the package with ``[colab]`` (figures, widgets and the
+    applications the chapters import: pyproject.toml) at this edition's tag. Deliberately no torch: Colab's own
+    CUDA build satisfies ``torch>=...`` and must stay; ``[colab]`` accepts Colab's ipywidgets 7.7 and plotly 5.24."""
     url, _ = repository()
-    return f"palmbook[apps] @ git+{url}@{edition_tag()}"
+    return f"palmbook[colab] @ git+{url}@{edition_tag()}"
 
 
 def chapters() -> list[Path]:
