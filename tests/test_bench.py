@@ -225,3 +225,13 @@ def test_bf16_curve_quick_reports_speed_and_gap(capsys, tmp_path):
     assert res["max_step_gap"] == pytest.approx(max(gaps))
     assert res["losses"]["fp32"][0] == pytest.approx(res["losses"]["bf16"][0], abs=0.1)  # same init, same batch
     assert all(math.isfinite(x) for x in res["losses"]["bf16"])
+
+
+def test_interleaved_rounds_show_a_progress_bar_only_when_asked(capsys):
+    from palmbook.bench.measure import interleaved
+
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a")}, 3, torch.device("cpu"), warmup=0)
+    assert len(times["a"]) == 3 and "round" not in capsys.readouterr().err
+    interleaved({"a": lambda: calls.append("a")}, 3, torch.device("cpu"), warmup=0, progress="training")
+    assert "training" in capsys.readouterr().err

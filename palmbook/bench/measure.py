@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..flops import measure_matmul_peak, mfu, peak_flops_for
 from ..runtime import load_average, machine_facts
@@ -85,9 +86,12 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], rounds: int, device: torch.device, warmup: int = 1
+    fns: dict[str, Callable[[], Any]], rounds: int, device: torch.device, warmup: int = 1, progress: str | None = None
 ) -> dict[str, list[float]]:
-    """Seconds per call of each function, A B C A B C ... with the order reversed every other round."""
+    """Seconds per call of each function, A B C A B C ... with the order reversed every other round.
+
+    ``progress``: a label for a tqdm bar over the rounds (None: no bar).
+    """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1 (a median needs a sample); got {rounds}")
     for fn in fns.values():
@@ -96,7 +100,7 @@ def interleaved(
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
-    for r in range(rounds):
+    for r in tqdm(range(rounds), desc=progress, unit="round", disable=progress is None, leave=False):
         for name in names if r % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             fns[name]()
@@ -206,25 +210,25 @@ def timestamp() -> str:
 # ---- the run, step by step
 def _time_training(
     contestants: list[Contestant], rounds: int, device: torch.device, tokens: int, matmul: Callable[[], list[float]],
-    warmup: int,
+    warmup: int, progress: bool = False,
 ) -> tuple[dict[str, Stat], list[float]]:  # fmt: skip
     """Training tokens/s of each contestant, and the matmul-peak FLOP/s samples taken in the same rounds."""
     peak_samples: list[float] = []
     fns: dict[str, Callable[[], Any]] = {c.name: c.train_step for c in contestants}
     fns[_MATMUL_PEAK] = lambda: peak_samples.extend(matmul())
-    times = interleaved(fns, rounds, device, warmup=warmup)
+    times = interleaved(fns, rounds, device, warmup=warmup, progress="training" if progress else None)
     del times[_MATMUL_PEAK]
     return _per_second(times, tokens), peak_samples
 
 
 def _time_generation(
-    contestants: list[Contestant], shape: BenchShape, rounds: int, device: torch.device
+    contestants: list[Contestant], shape: BenchShape, rounds: int, device: torch.device, progress: bool = False
 ) -> tuple[dict[str, Stat], Stat]:
     """Generated tokens/s of each contestant, and of the weight reads of the first (palmbook's) model."""
     fns: dict[str, Callable[[], Any]] = {c.name: c.generate for c in contestants if c.generate is not None}
     floor_model = contestants[0].model
     fns[WEIGHT_READS] = lambda: read_every_weight(floor_model, shape.new_tokens)
-    gen = _per_second(interleaved(fns, rounds, device), shape.new_tokens)
+    gen = _per_second(interleaved(fns, rounds, device, progress="generation" if progress else None), shape.new_tokens)
     return gen, gen.pop(WEIGHT_READS)
 
 
@@ -291,12 +295,14 @@ def run_bench(
     matmul_n: int = 2048,
     measure_memory: bool = True,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run every measurement on one shape and return the results as a JSON-ready dict.
 
     Training (with the matmul peak sampled in the same rounds), forward and generation (with the weight reads)
     are each timed over ``rounds`` interleaved rounds (``gen_rounds`` for generation, if given); then one training
-    step of each contestant is traced for its peak memory (``measure_memory``).
+    step of each contestant is traced for its peak memory (``measure_memory``). ``progress``: tqdm bars over
+    the rounds of each measurement.
     """
     device = torch.device(device)
     if precision not in PRECISIONS:
@@ -317,12 +323,13 @@ def run_bench(
     train, peak_samples = _time_training(
         contestants, rounds, device, tokens,
         lambda: measure_matmul_peak(matmul_n, matmul_dtype, device, repeats=2, warmup=1).samples,
-        warmup=2 if compile_blocks else 1,
+        warmup=2 if compile_blocks else 1, progress=progress,
     )  # fmt: skip
     log("forward: ...")
-    fwd = _per_second(interleaved({c.name: c.forward for c in contestants}, rounds, device), tokens)
+    forwards = {c.name: c.forward for c in contestants}
+    fwd = _per_second(interleaved(forwards, rounds, device, progress="forward" if progress else None), tokens)
     log("generation: ...")
-    gen, floor = _time_generation(contestants, shape, gen_rounds or rounds, device)
+    gen, floor = _time_generation(contestants, shape, gen_rounds or rounds, device, progress)
     memory: dict[str, int] = {}
     if measure_memory:
         log("peak training memory: ...")
