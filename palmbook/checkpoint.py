@@ -55,6 +55,7 @@ from .io import TOKENIZER_NAME, WEIGHTS_NAME, atomic_write, load_safetensors, sa
 from .model import model_files
 
 __all__ = [
+    "CheckpointWriteError",
     "CorruptCheckpoint",
     "TrainingState",
     "capture_training_state",
@@ -63,8 +64,8 @@ __all__ = [
     "list_checkpoints",
     "load_tensors",
     "load_training_checkpoint",
-    "prune_checkpoints",
     "read_checkpoint",
+    "read_training_checkpoint",
     "unflatten_optimizer_state",
     "valid_checkpoints",
     "weights_files",
@@ -80,6 +81,19 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 class CorruptCheckpoint(ValueError):
     """A checkpoint directory that is incomplete, truncated or altered."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (full disk, file-size limit, permissions); the earlier ones are untouched."""
+
+
+# trainer.json fields a resume reads, and the type each must have: checked before anything is loaded, so a
+# damaged or hand-edited file is "this checkpoint is damaged" (and the previous one is used), never a KeyError.
+_TRAINING_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "step": int, "batches_seen": int, "tokens_seen": int, "train_config": dict, "scheduler": dict,
+    "scaler": dict, "data": dict, "spike_window": list, "rollbacks": int, "evals_since_best": int,
+    "optimizer": dict, "rng": list, "best_val_loss": (int, float, type(None)), "best_step": (int, type(None)),
+}  # fmt: skip
 
 
 def checkpoint_path(root: str | os.PathLike, step: int) -> Path:
@@ -127,14 +141,16 @@ def write_checkpoint(path: str | os.PathLike, files: dict[str, Callable[[str], o
         path: the final directory, e.g. ``checkpoint_path(root, step)``; replaced if it exists.
         files: file name -> ``write(tmp_path)``; each is written with :func:`palmbook.io.atomic_write`.
         meta: JSON-able dict, saved as ``trainer.json`` with the sha256 of every file added under "files".
+
+    Raises :class:`CheckpointWriteError` (an OSError) when any write fails; nothing is left behind then.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         hashes = {}
         for name, write in files.items():
             atomic_write(tmp / name, write)
@@ -151,6 +167,12 @@ def write_checkpoint(path: str | os.PathLike, files: dict[str, Callable[[str], o
         _fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise CheckpointWriteError(
+            e.errno,
+            f"could not write checkpoint {path} ({e.strerror or e}); the earlier checkpoints are intact: free space "
+            f"(or lift the file-size limit) and continue with: palmbook train --out-dir {path.parent.parent} --resume",
+        ) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -183,6 +205,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`read_checkpoint`, plus the fields a resume needs, each of the right type (a ``trainer.json`` without
+    "scheduler" or with ``rng: []`` is :class:`CorruptCheckpoint`, so the trainer falls back to an older one)."""
+    meta = read_checkpoint(path)
+    for name, kind in _TRAINING_FIELDS.items():
+        value = meta.get(name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise CorruptCheckpoint(f"{Path(path) / META_NAME} has no valid {name!r} field: it is not resumable")
+    rng, optim = meta["rng"], meta["optimizer"]
+    if not rng or not all(isinstance(r, dict) and {"python", "numpy"} <= r.keys() for r in rng):
+        raise CorruptCheckpoint(f"{Path(path) / META_NAME} has no valid 'rng' states: it is not resumable")
+    if not {"param_groups", "scalars", "int_keys"} <= optim.keys():
+        raise CorruptCheckpoint(f"{Path(path) / META_NAME} has no valid 'optimizer' state: it is not resumable")
+    return meta
+
+
 def load_tensors(path: str | os.PathLike, name: str, device: str | torch.device = "cpu") -> dict[str, Tensor]:
     """Tensors of one safetensors file of a checkpoint (already verified by :func:`read_checkpoint`)."""
     return load_safetensors(Path(path) / name, device)
@@ -205,21 +243,6 @@ def valid_checkpoints(
             continue
         good.append((step, path))
     return good
-
-
-def prune_checkpoints(root: str | os.PathLike, keep: int, also_keep_before: int | None = None) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints under ``root``, and the newest one at step
-    ``<= also_keep_before`` when given (the one a loss spike would roll back to). Returns what was deleted."""
-    found = list_checkpoints(root)
-    kept = {p for _, p in found[-keep:]}
-    if also_keep_before is not None:
-        old = [p for s, p in found if s <= also_keep_before]
-        if old:
-            kept.add(old[-1])
-    deleted = [p for _, p in found if p not in kept]
-    for p in deleted:
-        shutil.rmtree(p, ignore_errors=True)
-    return deleted
 
 
 # ---- optimiser state
@@ -348,7 +371,7 @@ def load_training_checkpoint(
     under FSDP), restore this rank's RNG states, and return its ``trainer.json`` for the rest of the trainer's
     state. Every rank calls it."""
     path = Path(path)
-    meta = read_checkpoint(path)
+    meta = read_training_checkpoint(path)
     options = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, load_tensors(path, WEIGHTS_NAME), options=options)
     tensors = load_tensors(path, OPTIMIZER_NAME)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,15 @@ import torch
 from .optim import LRSchedule
 from .runtime import DISTRIBUTED_MODES, PRECISIONS
 
-__all__ = ["OPTIMIZERS", "PRESETS", "SCHEDULES", "UI_FIELDS", "PaLMConfig", "TrainConfig"]
+__all__ = ["OPTIMIZERS", "PRESETS", "RESUME_FIXED", "SCHEDULES", "UI_FIELDS", "PaLMConfig", "TrainConfig"]
 
 OPTIMIZERS = ("palm", "adamw")
 SCHEDULES = ("palm", "cosine", "constant")
 # How a run is shown, not what it computes: never saved into checkpoints, never compared when a run resumes.
 UI_FIELDS = ("progress",)
+# TrainConfig fields a resumed run cannot change: they decide what is trained (optimiser state layout, data order
+# and dropout RNG, the unit batch the data position counts, the validation set best/ is judged on).
+RESUME_FIXED = ("optimizer", "seed", "batch_size", "eval_batches", "eval_batch_size")
 DEFAULT_LR = {"palm": 1e-2, "adamw": 3e-4}  # palm: §5; adamw: a common choice for small GPT-style models
 
 
@@ -83,7 +87,7 @@ class PaLMConfig:
         _check_positive_int("d_ff", self.d_ff)
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be at least 2 to predict anything; got {self.vocab_size}")
-        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
+        if not (isinstance(self.rope_base, (int, float)) and 1 < self.rope_base < math.inf):
             raise ValueError(f"rope_base must be a number > 1 (10000 is standard); got {self.rope_base!r}")
         if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
             raise ValueError(f"norm_eps must be in (0, 1), e.g. 1e-5; got {self.norm_eps!r}")
@@ -133,7 +137,20 @@ class PaLMConfig:
         return list(PRESETS)
 
     def replace(self, **changes: Any) -> PaLMConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Derived fields follow what they derive from: a ``d_ff`` equal to 4 x the old ``d_model`` and a
+        ``head_dim`` equal to the old ``d_model // n_heads`` are derived again from the new values unless given
+        (``replace(d_model=128)`` of a 64-wide config gives d_ff 512, not a stale 256).
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown PaLMConfig field(s) {unknown}; see help(PaLMConfig)")
+        if "d_ff" not in changes and "d_model" in changes and self.d_ff == 4 * self.d_model:
+            changes["d_ff"] = None
+        shape_changed = "d_model" in changes or "n_heads" in changes
+        if "head_dim" not in changes and shape_changed and self.head_dim * self.n_heads == self.d_model:
+            changes["head_dim"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +253,14 @@ class TrainConfig:
         progress: show a tqdm progress bar (rank 0). (A live loss curve in a notebook is a callback:
             ``train(..., callbacks=[palmbook.viz.LivePlot()])``.)
         peak_flops: summed peak FLOP/s of the devices, for the MFU column (None: looked up for known GPUs).
+    Batch-size schedule (§5: 512 sequences, 1024 from step 50k, 2048 from step 115k):
+        batch_schedule: ((start_step, global_batch), ...), first start 0, starts increasing, every size a
+            multiple of ``batch_size`` (the unit drawn from the data): step t accumulates
+            :meth:`batch_units` (t) unit batches. The data stream does not depend on it, so a run resumes
+            exactly across a change. None: every step is ``batch_size``. CLI: ``--batch-schedule 0:8,200:16``.
+
+    What ``resume`` may change: :data:`RESUME_FIXED` fields are refused (they change what is trained); every
+    other field takes effect from the next step (steps, lr and schedule, cadences, spike handling, display).
     """
 
     steps: int = 1000
@@ -272,10 +297,13 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     peak_flops: float | None = None
+    batch_schedule: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
             self.betas = tuple(self.betas)
+        if isinstance(self.batch_schedule, list):  # from JSON
+            self.batch_schedule = tuple(tuple(e) if isinstance(e, list) else e for e in self.batch_schedule)
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
         self.validate()
@@ -329,6 +357,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), e.g. (0.9, 0.95); got {self.betas!r}")
+        self._validate_batch_schedule()
         try:
             if self.device != "auto":
                 torch.device(self.device)
@@ -336,6 +365,50 @@ class TrainConfig:
             raise ValueError(
                 f"device must be 'auto' or a torch device such as cpu, cuda, cuda:1; got {self.device!r}"
             ) from None
+
+    def _validate_batch_schedule(self) -> None:
+        sched = self.batch_schedule
+        if sched is None:
+            return
+        example = f"e.g. ((0, {self.batch_size}), (1000, {2 * self.batch_size}))"
+        ok = isinstance(sched, tuple) and len(sched) > 0
+        ok = ok and all(
+            isinstance(e, tuple) and len(e) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in e)
+            for e in sched
+        )
+        if not ok:
+            raise ValueError(
+                f"batch_schedule must be (start_step, global_batch) integer pairs, {example}; got {sched!r}"
+            )
+        starts = [s for s, _ in sched]
+        if starts[0] != 0 or sorted(set(starts)) != starts:
+            raise ValueError(f"batch_schedule's start steps must begin at 0 and increase, {example}; got {starts}")
+        for start, size in sched:
+            if size < self.batch_size or size % self.batch_size:
+                raise ValueError(
+                    f"batch_schedule size {size} (from step {start}) must be a multiple of batch_size="
+                    f"{self.batch_size}, the unit batch drawn from the data; {example}"
+                )
+
+    def batch_units(self, step: int) -> int:
+        """Unit batches (of ``batch_size``) the optimiser step after ``step`` updates draws and accumulates."""
+        if self.batch_schedule is None:
+            return 1
+        size = [size for start, size in self.batch_schedule if start <= step][-1]
+        return size // self.batch_size
+
+    def resume_conflicts(self, saved: dict[str, Any], step: int) -> list[str]:
+        """Messages for the fields of this config that a resume at ``step`` cannot change from ``saved`` (the
+        checkpoint's ``train_config``): :data:`RESUME_FIXED`, and batch_schedule entries at or before ``step``."""
+        out = []
+        for name in RESUME_FIXED:
+            if name in saved and saved[name] != getattr(self, name):
+                out.append(f"{name} (the run has {saved[name]!r}, now {getattr(self, name)!r})")
+        old = [tuple(e) for e in saved.get("batch_schedule") or []]
+        new = [tuple(e) for e in self.batch_schedule or []]
+        if [e for e in old if e[0] <= step] != [e for e in new if e[0] <= step] and (old or new):
+            out.append(f"batch_schedule entries at or before step {step} (the run has {old}, now {new})")
+        return out
 
     @property
     def peak_lr(self) -> float:
@@ -354,6 +427,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        if self.batch_schedule is not None:
+            d["batch_schedule"] = [list(e) for e in self.batch_schedule]
         return d
 
     def run_dict(self) -> dict[str, Any]:

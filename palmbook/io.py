@@ -9,8 +9,10 @@ A model directory (``PaLM.save_pretrained``, a training checkpoint, a shipped mo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-__all__ = ["CONFIG_NAME", "TOKENIZER_NAME", "WEIGHTS_NAME", "atomic_write", "load_safetensors", "save_safetensors"]
+__all__ = [
+    "CONFIG_NAME",
+    "TOKENIZER_NAME",
+    "WEIGHTS_NAME",
+    "apply_umask",
+    "atomic_write",
+    "load_safetensors",
+    "save_safetensors",
+    "umask_mode",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -27,18 +38,63 @@ TOKENIZER_NAME = "tokenizer.model"
 _SAFETENSORS_METADATA = {"format": "pt", "palmbook": "1"}
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def umask_mode() -> int:
+    """The process's umask (e.g. 0o022), read without changing it where the OS allows.
+
+    Linux reports it in /proc/self/status; elsewhere it is read by setting and restoring it, which is only safe
+    while no other thread creates files, so that swap is serialised here.
+    """
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as f,
+    ):
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike, *, directory: bool | None = None) -> int:
+    """Give ``path`` the mode ``open()`` / ``mkdir()`` would have: 0o666 (files) or 0o777 (directories) & ~umask.
+
+    For temporaries made by ``tempfile.mkstemp`` (always 0600) or ``mkdtemp`` (0700): call it before the atomic
+    rename, so run.json, checkpoints and ``best/`` are as readable as any other file the user writes (shared
+    file systems, other group members). Returns the mode set.
+    """
+    path = Path(path)
+    if directory is None:
+        directory = path.is_dir()
+    mode = (0o777 if directory else 0o666) & ~umask_mode()
+    os.chmod(path, mode)
+    return mode
+
+
 def atomic_write(target: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename over ``target``.
+    """Call ``write(tmp_path)``, fsync, then rename over ``target`` (with the mode the umask gives new files).
 
     Readers see the old file or the new one, never half of one: a kill mid-write leaves the last good file intact.
+    Every failure to write (a full disk, a file-size limit, a writer library's own error type such as
+    safetensors') is raised as an OSError naming ``target``; the temporary is removed.
     """
     target = Path(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OSError(e.errno, f"could not write {target}: {e.strerror or e}") from e
+        except Exception as e:  # safetensors raises SafetensorError (not an OSError) on EFBIG / ENOSPC
+            raise OSError(f"could not write {target}: {e}") from e
+        apply_umask(tmp, directory=False)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -67,6 +123,16 @@ def load_safetensors(path: str | os.PathLike, device: torch.device | str = "cpu"
             f"{path} is a pickle (torch.save) file, not safetensors; palmbook never unpickles weights because "
             "unpickling runs arbitrary code. Convert it with safetensors.torch.save_file from a trusted session"
         )
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"device {device!r} is not a device torch knows ({e}); use 'cpu', 'cuda', 'cuda:0' or 'mps'"
+        ) from None
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds no data, so weights cannot be loaded onto it; use 'cpu' or a GPU")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but this torch build sees no CUDA GPU; use 'cpu'")
     try:
         return load_file(str(path), device=str(device))
     except Exception as e:  # safetensors raises its own error type for every kind of corruption

@@ -42,6 +42,7 @@ __all__ = [
     "cosine_lr",
     "lr_curve",
     "palm_lr",
+    "restart_scheduler",
 ]
 
 
@@ -276,6 +277,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> L
         group["lr"] = schedule.peak_lr
         group["initial_lr"] = schedule.peak_lr
     return LambdaLR(optimizer, schedule.multiplier)
+
+
+def restart_scheduler(optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int) -> LambdaLR:
+    """A scheduler at ``step`` of ``schedule``, for a resumed run: every group's lr is set now to what an
+    uninterrupted run with this schedule has after ``step`` updates (bit-exact: the same ``base * multiplier``).
+
+    The scheduler is a pure function of (schedule, step), so a resume rebuilds it rather than loading its saved
+    state: a changed ``--lr``, ``--schedule``, ``--warmup-steps`` or ``--steps`` takes effect from the next step.
+    """
+    scheduler = build_scheduler(optimizer, schedule)
+    scheduler.last_epoch = step
+    lrs = [base * schedule.multiplier(step) for base in scheduler.base_lrs]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports
+    return scheduler
 
 
 def lr_curve(schedule: LRSchedule | Callable[[int], float], steps: int | Iterable[int]) -> tuple[Any, Any]:

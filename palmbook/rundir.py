@@ -40,7 +40,6 @@ import re
 import shutil
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,8 @@ try:  # POSIX; elsewhere the pid record alone guards the directory
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+from .io import TOKENIZER_NAME, apply_umask, umask_mode  # re-exported: a run directory's files honour the umask
 
 __all__ = [
     "BEST_DIR",
@@ -66,14 +67,16 @@ __all__ = [
     "RunDirectoryBusy",
     "RunDirectoryError",
     "RunDirectoryNotEmpty",
+    "append_record",
     "apply_umask",
+    "load_metrics",
     "pid_alive",
     "umask_mode",
 ]
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-TOKENIZER_FILE = "tokenizer.model"
+TOKENIZER_FILE = TOKENIZER_NAME
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 LOCK_FILE = "run.lock"
@@ -84,7 +87,8 @@ MODES: tuple[str, ...] = ("fresh", "resume", "overwrite")
 _STEP = re.compile(r"^step_(\d+)$")
 _STEP_TEMP = re.compile(r"^\.step_(\d+)\.(tmp|old)-(\d+)$")  # write_checkpoint's build and swap directories
 _BEST_TEMP = re.compile(r"^\.best\.(tmp|old)-(\d+)$")
-_ATOMIC_TEMP = re.compile(r"^\.(run\.json|metrics\.jsonl|tokenizer\.model)\..+\.tmp$")  # io.atomic_write (no pid)
+_ATOMIC_NAMES = "|".join(map(re.escape, (RUN_FILE, METRICS_FILE, TOKENIZER_FILE)))
+_ATOMIC_TEMP = re.compile(rf"^\.({_ATOMIC_NAMES})\..+\.tmp$")  # io.atomic_write's temporaries (no pid)
 _ROOT_FILES = (RUN_FILE, METRICS_FILE, TOKENIZER_FILE, BEST_DIR, CHECKPOINTS_DIR)
 
 
@@ -107,44 +111,6 @@ class RunDirectoryNotEmpty(RunDirectoryError):
 
 class NothingToResume(RunDirectoryError):
     """``--resume`` found no valid checkpoint (nothing was deleted)."""
-
-
-# ============================================================================================ umask
-_UMASK_LOCK = threading.Lock()
-
-
-def umask_mode() -> int:
-    """The process's umask (e.g. 0o022), read without changing it where the OS allows.
-
-    Linux reports it in /proc/self/status; elsewhere it is read by setting and restoring it, which is only safe
-    while no other thread creates files, so that swap is serialised here.
-    """
-    with (
-        contextlib.suppress(OSError, ValueError, IndexError),
-        open("/proc/self/status", encoding="ascii", errors="replace") as f,
-    ):
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    with _UMASK_LOCK:
-        mask = os.umask(0o077)
-        os.umask(mask)
-    return mask
-
-
-def apply_umask(path: str | os.PathLike, *, directory: bool | None = None) -> int:
-    """Give ``path`` the mode ``open()`` / ``mkdir()`` would have: 0o666 (files) or 0o777 (directories) & ~umask.
-
-    For temporaries made by ``tempfile.mkstemp`` (always 0600) or ``mkdtemp`` (0700): call it before the atomic
-    rename, so run.json, checkpoints and ``best/`` are as readable as any other file the user writes (shared
-    file systems, other group members). Returns the mode set.
-    """
-    path = Path(path)
-    if directory is None:
-        directory = path.is_dir()
-    mode = (0o777 if directory else 0o666) & ~umask_mode()
-    os.chmod(path, mode)
-    return mode
 
 
 # ============================================================================================ the lock record
@@ -565,6 +531,44 @@ class RunDirectory:
                 _remove(path)
                 removed.append(path)
         return removed
+
+
+# ============================================================================================ the metrics log
+def append_record(path: str | os.PathLike, record: dict, *, repair: bool = False) -> None:
+    """Append one JSON line to ``metrics.jsonl``. ``repair``: first end a line that a kill cut short, so the
+    torn record stays one unreadable line and this one (often a "resume" event) is read intact."""
+    path = Path(path)
+    with open(path, "a+b") as f:
+        if repair and f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record) + "\n").encode("utf-8"))
+
+
+def load_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (or a run directory) as one timeline: step and evaluation records that
+    a later resume or rollback superseded (steps after the checkpoint it went back to) are dropped; events stay."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics log at {path}; it is written to <out_dir>/{METRICS_FILE}")
+    out: list[dict] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill (or blank)
+        if not isinstance(rec, dict):
+            continue
+        back_to = rec.get("to_step") if rec.get("event") == "rollback" else None
+        if rec.get("event") == "resume":
+            back_to = rec.get("step")
+        if isinstance(back_to, int):
+            out = [r for r in out if "event" in r or r.get("step", 0) <= back_to]
+        out.append(rec)
+    return out
 
 
 # ============================================================================================ helpers

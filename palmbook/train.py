@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import os
 import signal
-import statistics
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +44,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (
     capture_training_state,
-    checkpoint_path,
     load_training_checkpoint,
-    prune_checkpoints,
-    read_checkpoint,
+    read_training_checkpoint,
     valid_checkpoints,
     weights_files,
     write_checkpoint,
@@ -60,8 +55,10 @@ from .config import PaLMConfig, TrainConfig
 from .data import Batches, as_batches
 from .evaluate import evaluate_lm, lm_loss_parts
 from .flops import devices_peak_flops, flops_per_token
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, restart_scheduler
+from .rundir import BEST_DIR, Prepared, RunDirectory, RunDirectoryError, append_record, load_metrics
 from .runtime import autocast, init_distributed, pick_device, resolve_distributed_mode, resolve_precision
+from .train_hooks import Callback, SpikeDetector, TrainingDiverged, TrainResult
 
 __all__ = [
     "Callback",
@@ -73,93 +70,6 @@ __all__ = [
     "load_metrics",
     "train",
 ]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss kept spiking after ``max_rollbacks`` rollbacks: lower the lr or inspect the data."""
-
-
-# ---- results and hooks
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` did in this call.
-
-    history: one dict per optimiser step taken (step, loss, ce, z_loss, log_z, lr, grad_norm, tokens, ...).
-    evals: one dict per evaluation (step, val_loss, val_ppl, val_nats_per_char, ...).
-    events: spikes, rollbacks, checkpoints, resumes, stops, in order.
-    """
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    step: int = 0
-    interrupted: str | None = None
-    stopped_early: bool = False
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    out_dir: Path | None = None
-
-    @property
-    def losses(self) -> list[float]:
-        """Training loss (cross-entropy + z-loss) of each step taken in this call."""
-        return [r["loss"] for r in self.history]
-
-
-class Callback:
-    """Hooks into the training loop; override what you need (all are optional no-ops).
-
-    on_batch(trainer, x, y) -> (x, y): see or replace a batch before it is used (e.g. corrupt one in a test).
-    on_loss(trainer, loss) -> loss: see or replace each micro-batch's loss before backward.
-    on_before_optimizer_step(trainer): gradients are accumulated, unscaled and clipped; the update comes next.
-    on_step_end(trainer, record), on_eval(trainer, record), on_event(trainer, event).
-    on_fit_end(trainer, result): the loop is over (done, stopped or stopped early); the last checkpoint is written.
-    """
-
-    def on_batch(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        return x, y
-
-    def on_loss(self, trainer: Trainer, loss: Tensor) -> Tensor:
-        return loss
-
-    def on_before_optimizer_step(self, trainer: Trainer) -> None:
-        pass
-
-    def on_step_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        pass
-
-    def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        pass
-
-    def on_event(self, trainer: Trainer, event: dict[str, Any]) -> None:
-        pass
-
-    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None:
-        pass
-
-
-class SpikeDetector:
-    """§5.1's loss spikes, detected as: loss > factor x median(last ``window`` losses), or a non-finite loss.
-
-    The paper gives no rule (it watched the curves); this one never fires while the loss is falling, and its
-    window is saved in checkpoints so a resumed run decides exactly as an uninterrupted one.
-    """
-
-    def __init__(self, factor: float | None, window: int) -> None:
-        self.factor = factor
-        self.history: deque[float] = deque(maxlen=window)
-
-    def median(self) -> float | None:
-        return statistics.median(self.history) if self.history else None
-
-    def is_spike(self, loss: float) -> bool:
-        if not math.isfinite(loss):
-            return True
-        if self.factor is None or len(self.history) < (self.history.maxlen or 0):
-            return False
-        return loss > self.factor * statistics.median(self.history)
-
-    def update(self, loss: float) -> None:
-        self.history.append(loss)
 
 
 # ---- the trainer
@@ -176,6 +86,9 @@ class Trainer:
             directory is a complete model: ``PaLM.from_pretrained(d)`` + ``Tokenizer.load(d)``.
         chars_per_token: for the per-character validation loss (see :func:`evaluate_lm`).
         callbacks: :class:`Callback` objects (e.g. ``palmbook.viz.LivePlot()``, a notebook's live loss curve).
+        run_dir, prepared: an already locked and prepared :class:`~palmbook.rundir.RunDirectory` for
+            ``config.out_dir`` (``palmbook train`` takes it before writing anything); by default :meth:`fit`
+            locks and prepares ``out_dir`` itself and holds it until it returns.
     """
 
     def __init__(
@@ -188,6 +101,8 @@ class Trainer:
         tokenizer: Any = None,
         chars_per_token: float | Tensor | None = None,
         callbacks: Sequence[Callback] = (),
+        run_dir: RunDirectory | None = None,
+        prepared: Prepared | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -240,8 +155,10 @@ class Trainer:
         self._stop_agreed = False
         self._result = TrainResult()
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
-        if self.out_dir is not None and self.rank == 0:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir, self._prepared = run_dir, prepared
+        self._vouched: set[int] = set()  # checkpoint steps this run wrote or verified: the only ones pruning deletes
+        self._pending_skip: list[int] | None = None  # [at, to]: a rollback's skipped data window (unit batches)
+        self._repair_log = True
         model_config = getattr(self.model, "config", None)
         seq_len = int(self.batches.blocks.shape[1]) - 1
         self._flops_per_token = flops_per_token(model_config, seq_len) if isinstance(model_config, PaLMConfig) else None
@@ -301,8 +218,7 @@ class Trainer:
         None when the step was a loss spike (handled by rolling back or skipping the update)."""
         cfg = self.config
         self.train_model.train()
-        x, y = next(self.batches)
-        self.batches_seen += 1
+        x, y = self._draw(cfg.batch_units(self.step))
         for cb in self.callbacks:
             x, y = cb.on_batch(self, x, y)
         pin = self.device.type == "cuda"
@@ -361,18 +277,79 @@ class Trainer:
             record["mfu"] = record["tokens_per_s"] * self._flops_per_token / self._peak
         return record
 
+    def _draw(self, units: int) -> tuple[Tensor, Tensor]:
+        """``units`` unit batches, concatenated (a batch-size schedule's step), jumping over a rollback's window."""
+        xs, ys = [], []
+        for _ in range(units):
+            if self._pending_skip is not None and self.batches_seen >= self._pending_skip[0]:
+                to = self._pending_skip[1]
+                self.batches.skip(to - self.batches_seen)
+                self.batches_seen, self._pending_skip = to, None
+            x, y = next(self.batches)
+            self.batches_seen += 1
+            xs.append(x)
+            ys.append(y)
+        return (xs[0], ys[0]) if units == 1 else (torch.cat(xs), torch.cat(ys))
+
     # ---- the loop
-    def fit(self, resume: bool | str | os.PathLike = False) -> TrainResult:
+    def fit(self, resume: bool | str | os.PathLike = False, overwrite: bool = False) -> TrainResult:
         """Train until ``config.steps``, a stop signal, or early stopping.
 
-        resume: False (start here), True (continue from the newest valid checkpoint in out_dir, if any), or a
-            checkpoint directory. SIGINT / SIGTERM save a checkpoint and return (``result.interrupted``);
-            a second SIGINT interrupts at once.
+        resume: False (a new run: ``out_dir`` must be empty unless ``overwrite``), True (continue from the newest
+            valid checkpoint in out_dir; raises :class:`~palmbook.rundir.NothingToResume` when there is none,
+            deleting nothing), or a checkpoint directory. SIGINT / SIGTERM save a checkpoint and return
+            (``result.interrupted``); a second SIGINT interrupts at once.
+        overwrite: delete the previous run's files in ``out_dir`` (checkpoints, best/, logs, run.json) first.
+        ``out_dir`` is locked for the whole call: a second run on it fails at once naming this one.
         """
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: resume continues the run, overwrite deletes it")
+        if resume is True and self.out_dir is None:
+            raise ValueError("resume=True needs config.out_dir (the run directory to continue)")
+        owned = None
+        if self.rank == 0 and self.out_dir is not None and self.run_dir is None:
+            owned = self.run_dir = RunDirectory(self.out_dir, command=sys.argv, say=_say).acquire()
+        try:
+            return self._fit(resume, overwrite)
+        finally:
+            if owned is not None:
+                owned.release()
+                self.run_dir, self._prepared = None, None
+
+    def _open_run(self, resume: bool | str | os.PathLike, overwrite: bool) -> Path | None:
+        """Prepare out_dir (rank 0) and agree on the checkpoint to resume from (every rank); None: start."""
+        error, latest = None, None
+        if self.rank == 0 and self.run_dir is not None:
+            try:
+                if self._prepared is None:
+                    mode = "resume" if resume is True else "overwrite" if overwrite else "fresh"
+                    self._prepared = self.run_dir.prepare(mode, validate=read_training_checkpoint)
+                    if mode == "fresh":
+                        self.run_dir.root.mkdir(parents=True, exist_ok=True)
+                self._vouched = {s for s, _ in self._prepared.valid}
+                for _, path, reason in self._prepared.damaged:
+                    self._event("corrupt_checkpoint", path=str(path), error=reason)
+                latest = self._prepared.latest
+            except RunDirectoryError as e:
+                error = e
+        if self.world_size > 1:
+            box = [None if error is None else str(error), None if latest is None else str(latest)]
+            dist.broadcast_object_list(box, src=0)
+            if box[0] is not None and error is None:
+                raise RunDirectoryError(box[0])
+            latest = None if box[1] is None else Path(box[1])
+        if error is not None:
+            raise error
+        if resume is True:
+            return latest
+        return Path(resume) if resume else None
+
+    def _fit(self, resume: bool | str | os.PathLike, overwrite: bool) -> TrainResult:
         cfg = self.config
         result = self._result = TrainResult(out_dir=self.out_dir)
-        if resume:
-            self._resume(resume)
+        start_from = self._open_run(resume, overwrite)
+        if start_from is not None:
+            self._resume(start_from)
         start_step = self.step
         with self._signal_handlers(), _progress(cfg, self.rank, start_step) as bar:
             facts = {"world_size": self.world_size, "mode": self.mode, "precision": self.precision}
@@ -403,7 +380,12 @@ class Trainer:
                 self._event("stop", step=self.step, reason=result.interrupted)
             elif not result.stopped_early and self.val_blocks is not None and self._evaluated_step != self.step:
                 self.evaluate_and_track()
-            if self.out_dir is not None and self._saved_step != self.step and self.step > 0:
+            if (
+                self.out_dir is not None
+                and self._saved_step != self.step
+                and self.step > 0
+                and self.step != cfg.steps + 1
+            ):
                 self.save_checkpoint()
             for cb in self.callbacks:
                 cb.on_fit_end(self, result)
@@ -479,18 +461,22 @@ class Trainer:
     # ---- checkpoints
     @property
     def checkpoint_root(self) -> Path | None:
-        return None if self.out_dir is None else self.out_dir / "checkpoints"
+        return None if self.out_dir is None else RunDirectory(self.out_dir).checkpoints
 
     def save_checkpoint(self) -> Path | None:
         """Write ``out_dir/checkpoints/step_<step>`` (every rank must call it; rank 0 writes)."""
         if self.checkpoint_root is None:
             return None
         state = capture_training_state(self.model, self.optimizer, self.world_size)
-        path = checkpoint_path(self.checkpoint_root, self.step)
+        path = RunDirectory(self.out_dir).checkpoint_dir(self.step)
         if self.rank == 0:
             write_training_checkpoint(path, self.model, state, self._progress_state(), self.tokenizer)
-            rollback_target = self.step - self.config.spike_rollback if self.config.spike_factor is not None else None
-            prune_checkpoints(self.checkpoint_root, self.config.keep, also_keep_before=rollback_target)
+            self._vouched.add(self.step)
+            protect = []  # the checkpoint a loss spike now would roll back to
+            if self.config.spike_factor is not None:
+                protect = [s for s in sorted(self._vouched) if s <= self.step - self.config.spike_rollback][-1:]
+            if self.run_dir is not None:
+                self.run_dir.prune(self.config.keep, self._vouched, protect=protect)
         self._barrier()
         self._saved_step = self.step
         self._event("checkpoint", quiet=True, step=self.step, path=str(path))
@@ -514,6 +500,7 @@ class Trainer:
             "best_step": self.best_step,
             "evals_since_best": self.evals_since_best,
             "world_size": self.world_size,
+            "pending_skip": self._pending_skip,
         }
 
     def _save_best(self, record: dict[str, Any]) -> None:
@@ -522,7 +509,7 @@ class Trainer:
         state = capture_training_state(self.model, self.optimizer, self.world_size)
         if self.rank == 0:
             files = weights_files(self.model, state.model, self.tokenizer)
-            write_checkpoint(self.out_dir / "best", files, {"kind": "best", **record})
+            write_checkpoint(self.out_dir / BEST_DIR, files, {"kind": "best", **record})
         self._barrier()
 
     def _valid_checkpoints(self) -> list[tuple[int, Path]]:
@@ -536,9 +523,17 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore everything saved by :meth:`save_checkpoint`: weights, optimiser, schedule, scaler, data
         position, RNG states, spike window and best-so-far (``rollbacks`` is kept: it counts this run)."""
-        meta = load_training_checkpoint(path, self.model, self.optimizer, self.rank)
-        self.scheduler.load_state_dict(meta["scheduler"])
-        if meta["scaler"]:
+        try:
+            meta = load_training_checkpoint(path, self.model, self.optimizer, self.rank)
+        except (RuntimeError, KeyError) as e:  # a checkpoint of another model shape or optimiser
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(
+                f"checkpoint {path} does not fit this model and optimiser ({first}); resume with the run's own "
+                "model config and optimizer, or start a new run with another out_dir"
+            ) from None
+        self._apply_config_changes(meta["train_config"])
+        self.scheduler = restart_scheduler(self.optimizer, self.schedule, int(meta["step"]))
+        if meta["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(meta["scaler"])
         self.batches.load_state_dict(meta["data"])
         self.step = int(meta["step"])
@@ -550,18 +545,28 @@ class Trainer:
         self.best_val_loss = math.inf if best is None else float(best)
         self.best_step = meta["best_step"]
         self.evals_since_best = int(meta["evals_since_best"])
+        self._pending_skip = meta.get("pending_skip")
         self._saved_step = self.step
 
-    def _resume(self, resume: bool | str | os.PathLike) -> None:
-        if resume is True:
-            candidates = self._valid_checkpoints()
-            if not candidates:
-                self._event("fresh_start", reason=f"no valid checkpoint under {self.checkpoint_root}")
-                return
-            path = candidates[-1][1]
-        else:
-            path = Path(resume)
-        meta = read_checkpoint(path)
+    def _apply_config_changes(self, saved: dict[str, Any]) -> None:
+        """After the optimiser state is loaded (with the run's old hyper-parameters): refuse what a resume
+        cannot change, and put this config's weight decay and betas into the param groups that had the old."""
+        conflicts = self.config.resume_conflicts(saved, self.step)
+        if conflicts:
+            raise ValueError(
+                f"a resumed run cannot change {'; '.join(conflicts)}: they decide what is trained; keep the run's "
+                "values, or start a new run with another out_dir"
+            )
+        for name in ("weight_decay", "betas"):
+            old, new = saved.get(name), getattr(self.config, name)
+            old = tuple(old) if isinstance(old, list) else old
+            for group in self.optimizer.param_groups:
+                value = tuple(group[name]) if isinstance(group.get(name), list) else group.get(name)
+                if name in group and value == old and old != new:
+                    group[name] = new
+
+    def _resume(self, path: Path) -> None:
+        meta = read_training_checkpoint(path)
         self.load_checkpoint(path)
         self.rollbacks = int(meta.get("rollbacks", 0))
         saved = meta["train_config"]
@@ -586,25 +591,21 @@ class Trainer:
             return
         far_enough = [(s, p) for s, p in candidates if s <= spike_step - cfg.spike_rollback]
         _, target = far_enough[-1] if far_enough else candidates[0]
+        spike_batch = self.batches_seen  # the spiking step drew unit batches [.. , spike_batch)
         self.load_checkpoint(target)
-        self.batches.skip(cfg.spike_skip)
-        self.batches_seen += cfg.spike_skip
-        where = {"batches_seen": self.batches_seen, "data": self.batches.state_dict()}
-        self._event(
-            "rollback",
-            spike_step=spike_step,
-            to_step=self.step,
-            path=str(target),
-            skipped_batches=cfg.spike_skip,
-            **where,
-        )
+        # Skip the batches around the spike, [s, e), which always holds the spiking step's: batches from the
+        # checkpoint up to s are replayed (as if from a checkpoint at s), then the stream jumps to e.
+        s = max(self.batches_seen, spike_batch - cfg.spike_rollback * cfg.batch_units(spike_step - 1))
+        e = max(s + cfg.spike_skip, spike_batch)
+        self._pending_skip = [s, e]
+        self._event("rollback", spike_step=spike_step, to_step=self.step, path=str(target), skip_batches=[s, e])
 
     # ---- logging
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.rank != 0 or self.out_dir is None:
             return
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record(RunDirectory(self.out_dir).metrics_file, record, repair=self._repair_log)
+        self._repair_log = False
 
     def _event(self, kind: str, quiet: bool = False, **fields: Any) -> None:
         """Record an event (start, spike, rollback, checkpoint, resume, stop, ...): in the result, the metrics log,
@@ -630,6 +631,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: bool | str | os.PathLike = False,
+    overwrite: bool = False,
     tokenizer: Any = None,
     chars_per_token: float | Tensor | None = None,
     callbacks: Sequence[Callback] = (),
@@ -639,39 +641,14 @@ def train(
 
     ``overrides`` are :class:`TrainConfig` fields applied on top of ``config``; ``callbacks`` are
     :class:`Callback` objects (in a notebook, ``palmbook.viz.LivePlot()`` draws the loss curve as it trains).
+    ``out_dir`` must be empty or new unless ``resume=True`` (continue it) or ``overwrite=True`` (delete the run
+    that is there: re-running a notebook cell).
     """
     config = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
     trainer = Trainer(
         model, config, train_data, val_data, tokenizer=tokenizer, chars_per_token=chars_per_token, callbacks=callbacks
     )
-    return trainer.fit(resume=resume)
-
-
-def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` as one timeline: step and evaluation records that a later resume or
-    rollback superseded (steps after the checkpoint it went back to) are dropped; events are kept."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics log at {path}; it is written to <out_dir>/metrics.jsonl")
-    out: list[dict[str, Any]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        back_to = None
-        if rec.get("event") == "rollback":
-            back_to = rec["to_step"]
-        elif rec.get("event") == "resume":
-            back_to = rec["step"]
-        if back_to is not None:
-            out = [r for r in out if "event" in r or r.get("step", 0) <= back_to]
-        out.append(rec)
-    return out
+    return trainer.fit(resume=resume, overwrite=overwrite)
 
 
 # ---- helpers

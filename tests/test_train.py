@@ -228,8 +228,8 @@ def test_injected_loss_spike_rolls_back_and_skips_batches(tmp_path):
     assert events["spike"]["step"] == 7 and events["spike"]["loss"] > 3 * events["spike"]["median"]
     rollback = events["rollback"]
     assert rollback["to_step"] == 4  # newest checkpoint at least spike_rollback=2 steps before step 7
-    assert rollback["skipped_batches"] == 5 and rollback["batches_seen"] == 4 + 5
-    assert rollback["data"] == _position(blocks, 9)
+    # batches [5, 10) are skipped: batch 5 is replayed from the checkpoint (after batch 4), then the stream jumps
+    assert rollback["skip_batches"] == [7 - 2, 7 - 2 + 5]
     assert spike.fired == 1  # batch 7 was skipped, never seen again
     assert [r["step"] for r in result.history] == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8, 9]
     assert trainer.batches_seen == 14 and trainer.batches.state_dict() == _position(blocks, 14)
@@ -239,6 +239,32 @@ def test_injected_loss_spike_rolls_back_and_skips_batches(tmp_path):
     steps = [r["step"] for r in timeline if "loss" in r and "event" not in r]
     assert steps == list(range(1, 10))
     assert [r["loss"] for r in timeline if "loss" in r and "event" not in r][4:] == result.losses[6:]
+
+
+@pytest.mark.parametrize("checkpoint_every, rollback, skip", [(4, 2, 1), (3, 1, 0), (2, 4, 2), (5, 1, 1)])
+def test_a_rollback_never_trains_on_the_spiking_batch_again(tmp_path, checkpoint_every, rollback, skip):
+    spike = SpikeAtBatch(7)
+    cfg = quick(steps=10, out_dir=str(tmp_path), checkpoint_every=checkpoint_every, keep=5, spike_factor=3.0,
+                spike_window=3, spike_rollback=rollback, spike_skip=skip)  # fmt: skip
+    result = Trainer(tiny(), cfg, random_blocks(), callbacks=[spike]).fit()
+    assert spike.fired == 1 and result.step == 10
+    assert [e["event"] for e in result.events].count("rollback") == 1
+
+
+def test_a_stop_between_a_rollback_and_its_skip_resumes_exactly(tmp_path):
+    class StopAfterRollback(SpikeAtBatch):
+        def on_step_end(self, trainer, record):
+            if self.fired and trainer.step == 5:
+                trainer.request_stop()  # checkpoint at 5 holds the pending skip [6, 11)
+
+    cfg = quick(steps=9, out_dir=str(tmp_path / "a"), checkpoint_every=4, keep=4, spike_factor=3.0, spike_window=3,
+                spike_rollback=1, spike_skip=5)  # fmt: skip
+    reference = Trainer(tiny(), cfg, random_blocks(), callbacks=[SpikeAtBatch(7)]).fit()
+    cfg = cfg.replace(out_dir=str(tmp_path / "b"))
+    first = Trainer(tiny(), cfg, random_blocks(), callbacks=[StopAfterRollback(7)]).fit()
+    assert first.interrupted and first.step == 5
+    rest = Trainer(tiny(), cfg, random_blocks(), callbacks=[SpikeAtBatch(7)]).fit(resume=True)
+    assert rest.losses == reference.losses[-4:]
 
 
 def _position(blocks: torch.Tensor, batches: int) -> dict:

@@ -11,8 +11,10 @@ This package is the only place that parses command lines: the library below it n
 Adding a subcommand: write a module here with ``add_cli(subparsers)`` (it calls ``subparsers.add_parser(name,
 ...)`` and ``set_defaults(func=run)``) and ``run(args) -> int`` (the exit code), then add it to :data:`COMMANDS`.
 
-Errors a user can fix (a missing file, a corrupt checkpoint, a bad option) print ONE line to stderr and exit
-with a non-zero code; a traceback means a bug in palmbook (``PALMBOOK_DEBUG=1`` shows tracebacks always).
+Every error prints ONE line to stderr and exits with a non-zero code, never a traceback: errors a user can fix
+(a missing file, a corrupt checkpoint, a bad option, a full disk) name the fix; anything else is reported as an
+internal error (a bug in palmbook). ``--debug`` (before the subcommand) or ``PALMBOOK_DEBUG=1`` shows the
+traceback instead.
 Exit codes: 0 done, 1 error, 2 bad command line, 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 """
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole program's parser: each module of :data:`COMMANDS` adds its subcommand."""
     parser = _Parser(prog="palmbook", description="PaLM, built chapter by chapter: train, sample, inspect.")
     parser.add_argument("--version", action="version", version=f"palmbook {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or PALMBOOK_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in COMMANDS.values():
@@ -65,19 +68,46 @@ def build_parser() -> argparse.ArgumentParser:
 _USER_ERRORS = (UserError, ValueError, OSError, CorruptCheckpoint, TrainingDiverged, ModuleNotFoundError)
 
 
+def _user_cause(error: BaseException) -> BaseException | None:
+    """The user error inside a library's wrapper (datasets wraps a UnicodeDecodeError of a non-UTF-8 file in a
+    DatasetGenerationError, for example), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, _USER_ERRORS):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"the input is not UTF-8 text ({error}); convert it first, e.g. iconv -f latin1 -t utf-8"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = ["palmbook", *(sys.argv[1:] if argv is None else argv)]  # the command as typed, for run records
+    debug = args.debug or bool(os.environ.get("PALMBOOK_DEBUG"))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("palmbook: interrupted", file=sys.stderr)
         return 130
-    except _USER_ERRORS as e:
-        if os.environ.get("PALMBOOK_DEBUG"):
+    except Exception as e:
+        if debug:
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"palmbook {args.command}: error: {message}", file=sys.stderr)
+        cause = _user_cause(e)
+        if cause is not None:
+            print(f"palmbook {args.command}: error: {_one_line(cause)}", file=sys.stderr)
+        else:
+            print(
+                f"palmbook {args.command}: internal error: {type(e).__name__}: {_one_line(e)} (a bug in palmbook; "
+                "rerun with palmbook --debug to see the traceback, and report it)",
+                file=sys.stderr,
+            )
         return 1

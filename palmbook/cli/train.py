@@ -2,6 +2,16 @@
 
     palmbook train --preset palm-mini --steps 2000 --out-dir runs/mini           # one process
     palmbook train --out-dir runs/mini --resume                                  # continue after a stop
+    palmbook train --preset palm-mini --out-dir runs/mini --overwrite            # start that run again
+
+An out-dir belongs to one run: it is locked while the run trains (a second ``palmbook train`` on it fails at once,
+naming the first), a new run refuses a directory that holds files, and ``--resume`` resumes or fails, deleting
+nothing. With ``--resume`` the run's model, data and tokenizer are fixed (``--preset``, ``--model-config``,
+``--vocab-size``, ``--dropout``, ``--data``, ``--sample-by``, ``--seq-len``, ``--tokenizer``, and the
+TrainConfig fields ``--optimizer``, ``--seed``, ``--batch-size``, ``--eval-batches``, ``--eval-batch-size`` are
+refused if they differ); every other flag takes effect from the next step (``--steps``, ``--lr`` and the schedule
+flags, ``--eval-every``, ``--checkpoint-every``, ``--keep``, spike handling, ``--batch-schedule`` entries after
+the current step, precision, device, display).
 
 Sizes default to the profile (``PALMBOOK_PROFILE``); every :class:`~palmbook.TrainConfig` field is a flag.
 ``<out_dir>/run.json`` records the model config, train config, data and the command, so ``--resume`` needs nothing
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,10 +41,12 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..book.profiles import profile
+from ..checkpoint import read_training_checkpoint
 from ..config import OPTIMIZERS, SCHEDULES, PaLMConfig, TrainConfig
 from ..data import prepare_lm_data
-from ..io import TOKENIZER_NAME, atomic_write
+from ..io import atomic_write
 from ..model import PaLM
+from ..rundir import RUN_FILE, TOKENIZER_FILE, RunDirectory
 from ..runtime import DISTRIBUTED_MODES, PRECISIONS, cleanup_distributed, init_distributed
 from ..tokenizer import Tokenizer
 from ..train import Trainer
@@ -41,7 +54,8 @@ from ..train import Trainer
 __all__ = ["RUN_FILE", "add_cli", "run"]
 
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS, "distributed": DISTRIBUTED_MODES}
-RUN_FILE = "run.json"
+# Flags that describe the run's model and data (run.json): a resume may repeat them, never change them.
+_RUN_FLAGS = ("preset", "model_config", "vocab_size", "dropout", "data", "sample_by", "seq_len", "tokenizer")
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -59,13 +73,23 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where checkpoints, metrics.jsonl, best/ and tokenizer.model go (required)",
     )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out-dir from its newest valid checkpoint"
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out-dir from its newest valid checkpoint (fails, deleting nothing, if there is "
+        "none); model/data flags are refused if they differ, training flags take effect from the next step",
+    )
+    how.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in a --out-dir that holds one: deletes its run.json, metrics.jsonl, tokenizer.model, "
+        "best/ and checkpoints/step_*; other files stay",
     )
     p.add_argument("--preset", help=f"model size: {', '.join(PaLMConfig.presets())} (default: the profile's)")
     p.add_argument("--model-config", metavar="JSON", help="a PaLMConfig JSON file instead of --preset")
-    p.add_argument("--seq-len", type=int, metavar="T", help="training sequence length (default: the profile's)")
-    p.add_argument("--vocab-size", type=int, metavar="V", help="vocabulary size of the model and its tokenizer")
+    p.add_argument("--seq-len", type=_positive, metavar="T", help="training sequence length (default: the profile's)")
+    p.add_argument("--vocab-size", type=_positive, metavar="V", help="vocabulary size of the model and its tokenizer")
     p.add_argument("--dropout", type=float, help="residual dropout (0 in pre-training, §5)")
     p.add_argument("--config", metavar="JSON", help="a TrainConfig JSON file; explicit flags override it")
     p.add_argument(
@@ -87,7 +111,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).replace(" | None", "")
         kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=f"(default: {f.default!r})")
-        if kind == "bool":
+        if f.name == "batch_schedule":
+            kw["help"] = "PaLM's growing batch: START:SIZE,... e.g. 0:8,200:16 (sizes multiples of --batch-size)"
+            g.add_argument(flag, type=_batch_schedule, metavar="STEP:SIZE,...", **kw)
+        elif kind == "bool":
             g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind.startswith("tuple"):
             g.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), **kw)
@@ -108,10 +135,75 @@ def _or_none(convert: Any) -> Any:
     return parse
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
+    return value
+
+
+_positive.__name__ = "positive integer"
+
+
+def _batch_schedule(text: str) -> tuple[tuple[int, int], ...] | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return tuple((int(a), int(b)) for a, b in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:SIZE,... such as 0:8,200:16; got {text!r}") from None
+
+
+def _read_run_file(path: Path) -> dict[str, Any]:
+    """run.json of a run being resumed, checked field by field (a damaged one is named, never a KeyError)."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it, or start a new run with --overwrite") from None
+    fields = {"model_config": dict, "train_config": dict, "data": str, "seq_len": int}
+    bad = [k for k, t in fields.items() if not isinstance(run, dict) or not isinstance(run.get(k), t)]
+    if bad:
+        raise ValueError(f"{path} has no valid {', '.join(bad)}: it is damaged; restore it, or start a new run "
+                         "with --overwrite")  # fmt: skip
+    try:
+        run["model_config"] = PaLMConfig.from_dict(run["model_config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} holds an invalid model_config ({e}); restore it, or use --overwrite") from None
+    return run
+
+
+def _check_resume_flags(args: argparse.Namespace, previous: dict[str, Any]) -> None:
+    """Refuse model/data flags that differ from the run's (they would be silently ignored otherwise)."""
+    config = previous["model_config"]
+    recorded = {"vocab_size": config.vocab_size, "dropout": config.dropout, "data": previous["data"],
+                "sample_by": previous.get("sample_by", "document"), "seq_len": previous["seq_len"]}  # fmt: skip
+    defaults = {"data": "shakespeare", "sample_by": "document"}
+    for name in _RUN_FLAGS:
+        given = getattr(args, name, None)
+        if given is None or (name in defaults and given == defaults[name] and not _typed(args, name)):
+            continue
+        if name in recorded and given == recorded[name]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        was = f"the run has {recorded[name]!r}, the command says {given!r}" if name in recorded else "set at start"
+        raise ValueError(
+            f"--resume cannot change {flag} ({was}): a run's model, data and tokenizer are fixed; drop {flag}, or "
+            "start a new run with another --out-dir"
+        )
+
+
+def _typed(args: argparse.Namespace, name: str) -> bool:
+    """Whether --NAME appears on the command line (argparse cannot tell a default from the same value typed)."""
+    flag = "--" + name.replace("_", "-")
+    return any(a == flag or a.startswith(flag + "=") for a in getattr(args, "argv", ()))
+
+
 def _new_run(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[PaLMConfig, dict[str, Any], int, Path | None]:
     """A new run's model config, TrainConfig fields (the profile's, then --config's), sequence length and
     tokenizer file (None: train one), from the flags and the profile (PALMBOOK_PROFILE)."""
     prof = profile()
+    if args.model_config and args.preset:
+        raise ValueError("give --preset or --model-config, not both (the JSON file is a whole model config)")
     if args.model_config:
         model_config = PaLMConfig.load(args.model_config)
     else:
@@ -136,20 +228,37 @@ def _new_run(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[PaLMConfi
 def run(args: argparse.Namespace) -> int:
     """``palmbook train``: build (or reload) the model, data and config, then train. Returns the exit code."""
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    if "out_dir" not in flags:
+    if not flags.get("out_dir"):
         raise ValueError("palmbook train needs --out-dir DIR (checkpoints, logs and the tokenizer go there)")
     out = Path(flags["out_dir"])
-    run_path = out / RUN_FILE
     command = list(getattr(args, "argv", sys.argv))
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "fresh"
+    run_dir, prepared = None, None
+    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 owns the directory: lock it before writing anything
+        run_dir = RunDirectory(out, command=command, say=tqdm.write).acquire()
+    try:
+        if run_dir is not None:
+            required = (RUN_FILE, TOKENIZER_FILE) if args.resume else ()
+            prepared = run_dir.prepare(mode, validate=read_training_checkpoint, required=required)
+        return _run(args, flags, out, command, run_dir, prepared)
+    finally:
+        if run_dir is not None:
+            run_dir.release()
+
+
+def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: list[str],
+         run_dir: RunDirectory | None, prepared: Any) -> int:  # fmt: skip
+    run_path = out / RUN_FILE
     previous: dict[str, Any] = {}
-    if args.resume and run_path.is_file():
-        previous = json.loads(run_path.read_text(encoding="utf-8"))
-        model_config = PaLMConfig.from_dict(previous["model_config"])
+    if args.resume:
+        previous = _read_run_file(run_path)
+        _check_resume_flags(args, previous)
+        model_config = previous["model_config"]
         base = previous["train_config"]
+        if args.config:
+            base = {**base, **TrainConfig.load(args.config).run_dict()}
         source, seq_len, sample_by = previous["data"], previous["seq_len"], previous.get("sample_by", "document")
-        tokenizer_path: Path | None = out / TOKENIZER_NAME
-    elif args.resume:
-        raise FileNotFoundError(f"nothing to resume: {run_path} does not exist; drop --resume to start a new run")
+        tokenizer_path: Path | None = out / TOKENIZER_FILE
     else:
         model_config, base, seq_len, tokenizer_path = _new_run(args, flags)
         source, sample_by = args.data, args.sample_by
@@ -164,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
             tok = Tokenizer.load(tokenizer_path) if tokenizer_path is not None else None
             data = prepare_lm_data(source, seq_len=seq_len, tokenizer=tok, vocab_size=model_config.vocab_size,
                                    sample_by=sample_by)  # fmt: skip
-            data.tokenizer.save(out / TOKENIZER_NAME)
+            if not args.resume:  # a resumed run keeps its tokenizer file as it is
+                atomic_write(out / TOKENIZER_FILE, data.tokenizer.save)
             if data.tokenizer.vocab_size > model_config.vocab_size:
                 raise ValueError(
                     f"the tokenizer has {data.tokenizer.vocab_size} pieces but the model only "
@@ -180,12 +290,12 @@ def run(args: argparse.Namespace) -> int:
         if world > 1:
             dist.barrier()
         if data is None:  # other ranks: the tokenizer and tokenized corpus are now on disk and in the cache
-            data = prepare_lm_data(source, seq_len=seq_len, tokenizer=Tokenizer.load(out / TOKENIZER_NAME),
+            data = prepare_lm_data(source, seq_len=seq_len, tokenizer=Tokenizer.load(out / TOKENIZER_FILE),
                                    sample_by=sample_by)  # fmt: skip
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         model = PaLM(model_config)
         trainer = Trainer(model, config, data.train, data.validation, tokenizer=data.tokenizer,
-                          chars_per_token=data.chars_per_token)  # fmt: skip
+                          chars_per_token=data.chars_per_token, run_dir=run_dir, prepared=prepared)  # fmt: skip
         if rank == 0:
             n = model.num_parameters()
             tqdm.write(
