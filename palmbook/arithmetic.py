@@ -307,14 +307,16 @@ def train_arithmetic(
     eval_terms: Sequence[int] = (3, 4, 5, 6),
     eval_n: int = 200,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> tuple[PaLM, TaskHistory]:
     """Train a fresh PaLM of ``config`` on addition in one form; returns the model and its history.
 
     Every ``eval_every`` steps the history records ``{n: greedy accuracy}`` on ``eval_n`` held-out problems for
-    each n in ``eval_terms`` (counts above ``max(n_terms)`` were never seen in training).
+    each n in ``eval_terms`` (counts above ``max(n_terms)`` were never seen in training). The model trains on
+    ``device``.
     """
     torch.manual_seed(seed)
-    model = PaLM(config)
+    model = PaLM(config).to(device)
     g = torch.Generator().manual_seed(seed)
     seq_len = len("".join(format_problem([10**digits - 1] * max(n_terms), worked=True)))
 

@@ -48,9 +48,9 @@ the calibration runs (see ``/work/shared/guides/SCALE_EXPERIMENTS.md``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -346,13 +346,17 @@ def train_incontext(
     eval_shots: Sequence[int] = (0, 1, 2, 4, 8),
     eval_n: int = 256,
     seed: int = 0,
+    probe: Callable[[PaLM], Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[PaLM, TaskHistory]:
     """Train a fresh PaLM of ``config`` on recall sequences; returns the model and its history.
 
     Each step draws a batch of ``layout``; ``train_shots`` (default: every count 0..n_pairs allowed by the layout)
     sets the query's shots. Every ``eval_every`` steps the history records ``{"random": accuracy_by_shots(...),
     "balanced": ...}`` on ``eval_n`` sequences per count (balanced only for the counts that layout allows), so the
-    phase change and the frequency-free control come out of one run.
+    phase change and the frequency-free control come out of one run. ``probe(model)``, if given, runs at the same
+    steps and its result is recorded under ``"probe"`` (e.g. the attention maps of one sequence, to watch the
+    induction head form). The model trains on ``device``; batches are drawn on the CPU and moved.
     """
     if config.vocab_size < task.vocab_size or config.max_seq_len < task.seq_len - 1:
         raise ValueError(
@@ -363,7 +367,7 @@ def train_incontext(
     if train_shots is None:
         train_shots = [k for k in range(P + 1) if layout == "random" or k == 0 or P % k == 0]
     torch.manual_seed(seed)
-    model = PaLM(config)
+    model = PaLM(config).to(device)
     g = torch.Generator().manual_seed(seed)
     balanced_shots = [k for k in eval_shots if (k > 0 and P % k == 0) or (k == 0 and task.n_keys > P)]
 
@@ -371,11 +375,14 @@ def train_incontext(
         b = recall_batch(task, batch_size, train_shots, layout=layout, seed=g)
         return b.tokens, b.loss_mask
 
-    def evaluate(m: PaLM) -> dict[str, dict[int, float]]:
-        return {
+    def evaluate(m: PaLM) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "random": accuracy_by_shots(m, task, eval_shots, layout="random", n=eval_n, seed=seed + 1),
             "balanced": accuracy_by_shots(m, task, balanced_shots, layout="balanced", n=eval_n, seed=seed + 2),
         }
+        if probe is not None:
+            out["probe"] = probe(m)
+        return out
 
     history = train_on_task(
         model, sample, steps, lr=lr, eval_every=eval_every, evaluate=evaluate if eval_every else None

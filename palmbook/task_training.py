@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .model import PaLM
 
-__all__ = ["TaskHistory", "lm_targets", "masked_accuracy", "train_on_task"]
+__all__ = ["TaskHistory", "lm_targets", "masked_accuracy", "text_windows", "train_on_task"]
 
 IGNORE_INDEX = -100
 
@@ -42,6 +42,28 @@ def lm_targets(tokens: Tensor, loss_mask: Tensor) -> tuple[Tensor, Tensor]:
     return tokens[:, :-1], targets
 
 
+def text_windows(
+    ids: Tensor, batch_size: int, seq_len: int, *, seed: int | torch.Generator = 0
+) -> Callable[[int], tuple[Tensor, Tensor]]:
+    """A ``sample`` for :func:`train_on_task` that reads plain text: ordinary language modelling.
+
+    ids: (N,) the token ids of one long text. Each call returns ``batch_size`` windows of ``seq_len + 1``
+    consecutive ids starting at random places (tokens (B, seq_len + 1)), with a mask that is True everywhere: every
+    next token is a target, as in pretraining.
+    """
+    if ids.dim() != 1 or ids.numel() <= seq_len + 1:
+        raise ValueError(f"ids must be one text longer than seq_len + 1 = {seq_len + 1} tokens; got {tuple(ids.shape)}")
+    g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    offsets = torch.arange(seq_len + 1)
+
+    def sample(step: int) -> tuple[Tensor, Tensor]:
+        starts = torch.randint(0, ids.numel() - seq_len - 1, (batch_size, 1), generator=g)
+        tokens = ids[starts + offsets]  # (B, seq_len + 1)
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+    return sample
+
+
 @torch.no_grad()
 def masked_accuracy(model: PaLM, tokens: Tensor, loss_mask: Tensor) -> tuple[float, float]:
     """Teacher-forced accuracy on the answer tokens: (per token, per sequence).
@@ -54,9 +76,11 @@ def masked_accuracy(model: PaLM, tokens: Tensor, loss_mask: Tensor) -> tuple[flo
     model.eval()
     try:
         inputs, targets = lm_targets(tokens, loss_mask)
-        right = model(inputs).argmax(-1) == targets  # (B, T-1)
+        device = getattr(model, "device", inputs.device)
+        right = model(inputs.to(device)).argmax(-1).cpu() == targets.cpu()  # (B, T-1)
     finally:
         model.train(was_training)
+    targets = targets.cpu()
     scored = targets != IGNORE_INDEX
     per_token = (right & scored).sum().item() / max(scored.sum().item(), 1)
     has_answer = scored.any(1)

@@ -229,3 +229,15 @@ def test_train_incontext_runs_and_records_loss_and_accuracy_by_shots():
     assert set(history.evals[-1]["random"]) == {0, 1, 2, 4, 8} and set(history.evals[-1]["balanced"]) == {0, 1, 2, 4, 8}
     induction, previous = induction_scores(model, recall_batch(TASK, 4, 2).tokens, TASK.n_keys)
     assert induction.shape == previous.shape == (2, 2)
+
+
+def test_train_incontext_records_the_probe_at_every_evaluation():
+    seen = []
+
+    def probe(model):
+        seen.append(model.training)
+        return len(seen)
+
+    _, history = train_incontext(TASK, TASK.config(d_model=32, head_dim=16), 4, eval_every=2, eval_n=8, probe=probe)
+    assert history.eval_step == [0, 2, 4] and [e["probe"] for e in history.evals] == [1, 2, 3]
+    assert seen == [False, False, False]  # probed in eval mode, like the accuracies

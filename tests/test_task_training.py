@@ -1,5 +1,6 @@
 """The small training loop of chapter 11: targets, masked accuracy, and that it learns a trivial task."""
 
+import pytest
 import torch
 
 from palmbook import PaLM, PaLMConfig
@@ -39,3 +40,16 @@ def test_masked_accuracy_needs_every_answer_token_right_for_a_sequence():
     tokens = torch.tensor([[0, 1, 1], [0, 1, 2]])
     mask = torch.tensor([[False, True, True], [False, True, True]])
     assert masked_accuracy(Fixed(), tokens, mask) == (0.75, 0.5)
+
+
+def test_text_windows_are_consecutive_slices_of_the_text_with_every_token_a_target():
+    from palmbook.task_training import text_windows
+
+    ids = torch.arange(100)
+    tokens, mask = text_windows(ids, 8, 10, seed=0)(1)
+    assert tokens.shape == mask.shape == (8, 11) and bool(mask.all())
+    assert bool((tokens.diff(dim=1) == 1).all()) and int(tokens.max()) <= 99  # windows never run past the end
+    again, _ = text_windows(ids, 8, 10, seed=0)(1)
+    assert torch.equal(tokens, again)
+    with pytest.raises(ValueError, match="longer than seq_len"):
+        text_windows(torch.arange(5), 2, 10)
