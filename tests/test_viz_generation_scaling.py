@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from palmbook import viz
+from palmbook.book import Spread
 from palmbook.flops import training_time
 
 
@@ -55,5 +56,8 @@ def test_speed_and_repetition_figures_have_one_line_per_method(n):
     rates = {f"m{i}": {8: (10.0, 8.0, 12.0), 16: (9.0, 7.0, 11.0)} for i in range(n)}
     fig = viz.generation_speed_figure(rates, "test machine")
     assert len(fig.data) == n and list(fig.data[0].error_y.array) == [2.0, 2.0]
+    spreads = {name: {k: Spread(*r) for k, r in per.items()} for name, per in rates.items()}
+    same = viz.generation_speed_figure(spreads, "test machine")  # palmbook.book.rates' Spread draws the same
+    assert list(same.data[0].y) == [10.0, 9.0] and list(same.data[0].error_y.arrayminus) == [2.0, 2.0]
     rep = viz.repetition_figure({f"f{i}": [(0.0, 0.2, "a b"), (1.0, 0.9, "c d")] for i in range(n)})
     assert len(rep.data) == n and list(rep.data[0].y) == [0.2, 0.9]

@@ -23,6 +23,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from ..book.colab import in_colab
+
 __all__ = [
     "BLUE",
     "BROWN",
@@ -152,12 +154,7 @@ def show_with_script(fig: go.Figure, post_script: str, div_id: str) -> None:
     display(bundle, raw=True)
 
 
-# ---- which shell are we in?
-def in_colab() -> bool:
-    """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
-    return "google.colab" in sys.modules
-
-
+# ---- which shell are we in? (in_colab has its one home in palmbook.book.colab; it is re-exported here)
 def in_notebook() -> bool:
     """True under a notebook kernel (JupyterLab / Notebook, VS Code, Colab), False in a terminal or a script.
 

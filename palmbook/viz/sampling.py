@@ -17,6 +17,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from ..book.timing import Spread
 from ..generate import filter_logits
 from .common import printable_piece, slider
 
@@ -133,14 +134,18 @@ def _panel_slider(i: int, values: Sequence, panel: list[tuple[list[float], str]]
     return slider(steps, active, prefix, y=-0.08 - 0.17 * i, len=0.9, x=0.05, pad=dict(t=10, b=10))
 
 
-def generation_speed_figure(rates: dict[str, dict[int, tuple[float, float, float]]], machine: str) -> go.Figure:
+def generation_speed_figure(
+    rates: dict[str, dict[int, Spread | tuple[float, float, float]]], machine: str
+) -> go.Figure:
     """Tokens per second against the number of generated tokens, one line per method (log scale).
 
-    rates: ``{method: {n: (median, slowest, fastest)}}`` as :func:`palmbook.scratch.sampling.median_rate` gives;
-    the error bars span the slowest and fastest repetition.
+    rates: ``{method: {n: rate}}``, each rate a :class:`palmbook.book.Spread` (what :func:`palmbook.book.rates`
+    gives for repeated timings) or a ``(median, slowest, fastest)`` tuple; the error bars span the slowest and
+    fastest repetition.
     """
     fig = go.Figure()
-    for name, per in rates.items():
+    for name, given in rates.items():
+        per = {n: (r.median, r.low, r.high) if isinstance(r, Spread) else tuple(r) for n, r in given.items()}
         ns = sorted(per)
         med = [per[n][0] for n in ns]
         fig.add_trace(
