@@ -14,6 +14,7 @@ import html.parser
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,9 +27,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 STAMP = HTML / ".palmbook-strict-build"  # written only after a strict build succeeded
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import chapters  # noqa: E402  (book/_ext/chapters.py)
-from edition import toc_files  # noqa: E402  (book/_ext/edition.py: every document _toc.yml lists)
+sys.path.insert(0, str(ROOT / "tools"))
+import chapters  # noqa: E402  (tools/chapters.py)
+from edition import toc_files  # noqa: E402  (tools/edition.py: every document _toc.yml lists)
 
 CHROMIUM = os.environ.get("PALMBOOK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -205,17 +206,30 @@ READY = """() => {
 }"""
 
 
-def _visit_all(urls: dict[str, str], allowed: tuple[str, ...]) -> dict[str, dict]:
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-15 in portrait, in CSS pixels
+
+
+def _visit_all(
+    urls: dict[str, str],
+    allowed: tuple[str, ...],
+    viewport: dict[str, int] = DESKTOP,
+    mode: str | None = None,
+    probe: str = PROBE,
+) -> dict[str, dict]:
     """Open every url at once (pages load in parallel), wait for each to draw; return what each page showed.
 
-    Requests outside ``allowed`` (url prefixes) are aborted and recorded.
+    Requests outside ``allowed`` (url prefixes) are aborted and recorded. ``mode`` ("light" / "dark") is what the
+    theme switcher would have stored: the pydata theme reads it from localStorage before the page draws.
     """
     from playwright.sync_api import sync_playwright
 
     reports: dict[str, dict] = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE)
+        if mode:
+            context.add_init_script(f"window.localStorage.setItem('mode', '{mode}');")
         open_pages = []
         for key, url in urls.items():
             report = reports[key] = {"console": [], "page_errors": [], "failed": [], "outside": [], "http": []}
@@ -244,20 +258,24 @@ def _visit_all(urls: dict[str, str], allowed: tuple[str, ...]) -> dict[str, dict
                 reports[key]["ready"] = f"not drawn after {PAGE_TIMEOUT_MS} ms: {e}"
         context.pages[0].wait_for_timeout(SETTLE_MS)
         for key, page in open_pages:
-            reports[key].update(page.evaluate(PROBE))
+            reports[key].update(page.evaluate(probe))
         browser.close()
     return reports
+
+
+def _need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        msg = f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set PALMBOOK_CHROMIUM)"
+        if os.environ.get("PALMBOOK_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
 def seen(server, built_book) -> dict[str, dict]:
     """What the browser saw on every page over http://127.0.0.1 (key: page) and, for chapters, from disk
     (key: "file:" + page), as a reader who downloaded the site would open it."""
-    if not Path(CHROMIUM).exists():
-        msg = f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set PALMBOOK_CHROMIUM)"
-        if os.environ.get("PALMBOOK_REQUIRE_BROWSER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    _need_chromium()
     urls = {page: server + page for page in PAGES}
     urls.update({"file:" + page: (built_book / page).as_uri() for page in CHAPTER_PAGES})
     return _visit_all(urls, allowed=(server, built_book.as_uri() + "/"))
@@ -345,3 +363,179 @@ def test_chapter_zero_page_shows_each_kind_of_content(seen):
     """The opening chapter exercises the whole pipeline, so a broken piece cannot hide behind 'nothing to check'."""
     r = seen["book/00_what_is_palm.html"]
     assert r["plotly_drawn"] >= 2 and r["math_typeset"] >= 10 and r["mermaid_drawn"] >= 1 and r["sliders"] >= 4
+
+
+# ------------------------------------------------------------------------------------ buttons and back matter
+def _edit_links(page: Path) -> list[str]:
+    return [h for h in _parse_page(page).links if "/edit/" in h]
+
+
+@pytest.mark.parametrize("page", [f"{doc}.html" for doc in toc_files()])
+def test_edit_button_opens_this_pages_source_on_the_development_branch(built_book, page):
+    """The "suggest edit" button must open an editable file: the page's own source on a branch (repository.branch is the
+    edition's tag, which GitHub cannot edit), at the path the source has in the repository."""
+    url, _ = chapters.repository()
+    doc = page.removesuffix(".html")
+    links = _edit_links(built_book / page)
+    expected = f"{url}/edit/main/{source_of(doc).relative_to(ROOT).as_posix()}"
+    assert links == [expected], f"{page}: {links}"
+
+
+BIB = ROOT / "book" / "references.bib"
+
+
+def _bib_entries() -> dict[str, dict[str, str]]:
+    from pybtex.database import parse_file
+
+    data = parse_file(str(BIB))
+    return {key: {**e.fields, "type": e.type, "author": " and ".join(map(str, e.persons.get("author", [])))}
+            for key, e in data.entries.items()}  # fmt: skip
+
+
+def test_every_bibliography_entry_is_complete_and_grouped():
+    """Each entry has what the references page prints (author, title, year) and one of the page's groups."""
+    groups = set(re.findall(r'keywords % "\^(\w+)\$"', (ROOT / "book" / "references.md").read_text(encoding="utf-8")))
+    entries = _bib_entries()
+    assert len(entries) >= 70
+    for key, e in entries.items():
+        assert e["author"] and e.get("title") and re.fullmatch(r"\d{4}", e.get("year", "")), key
+        assert e.get("keywords") in groups, f"{key}: keywords {e.get('keywords')!r} is none of {sorted(groups)}"
+
+
+def test_bibliography_holds_every_arxiv_paper_a_page_cites():
+    listed = {e["eprint"] for e in _bib_entries().values() if e.get("eprint")}
+    arxiv = re.compile(r"(?:arXiv[ :]*|arxiv\.org/abs/)(\d{4}\.\d{4,5})")
+    missing: dict[str, list[str]] = {}
+    for doc in toc_files():
+        source = source_of(doc)
+        if source.suffix == ".ipynb":
+            text = "\n".join("".join(c["source"]) for c in json.loads(source.read_text(encoding="utf-8"))["cells"])
+        else:
+            text = source.read_text(encoding="utf-8")
+        for arxiv_id in set(arxiv.findall(text)) - listed:
+            missing.setdefault(arxiv_id, []).append(source.name)
+    assert not missing, f"add these to book/references.bib (an entry with eprint = {{id}}): {missing}"
+
+
+def test_references_page_prints_every_entry_and_citations_link_to_it(built_book):
+    html = (built_book / "book" / "references.html").read_text(encoding="utf-8")
+    for key, e in _bib_entries().items():
+        if e.get("eprint"):
+            assert f"arXiv:{e['eprint']}" in html, f"{key} is not on the references page"
+    faq = _parse_page(built_book / "book" / "faq.html").links
+    assert sum(h.startswith("references.html#") for h in faq) >= 10, "the FAQ's {cite} roles do not link to it"
+
+
+def test_back_matter_links_its_terms_to_the_glossary(built_book):
+    for page in ("book/index.html", "book/faq.html", "book/glossary.html"):
+        links = _parse_page(built_book / page).links
+        terms = [h for h in links if "glossary.html#term-" in h or h.startswith("#term-")]
+        assert len(terms) >= 8, f"{page}: only {len(terms)} links to glossary terms"
+
+
+# ----------------------------------------------------------------------------------- phones and dark mode
+# Measured on each page: anything in the article that sticks out of the screen (outside an element that scrolls
+# sideways on its own, as code blocks and wide outputs do), and how wide each figure is against its column.
+PHONE_PROBE = """() => {
+  const W = document.documentElement.clientWidth;
+  const article = document.querySelector('article.bd-article');
+  const scrolls = (el) => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if ((o === 'auto' || o === 'scroll' || o === 'hidden') && p.getBoundingClientRect().right <= W + 1) return true;
+    }
+    return false;
+  };
+  const out = [];
+  for (const el of article ? article.querySelectorAll('*') : []) {
+    if (el.closest('mjx-assistive-mml')) continue;  // MathJax's clipped copy for screen readers
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && (r.right > W + 1 || r.left < -1) && !scrolls(el)) {
+      const name = `${el.tagName.toLowerCase()}.${String(el.className).slice(0, 40)}`;
+      out.push(`${name} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
+    }
+  }
+  const plots = [...document.querySelectorAll('.js-plotly-plot')].filter((p) => p.offsetParent !== null);
+  return {
+    viewport: W,
+    page_width: document.documentElement.scrollWidth,
+    outside: out.slice(0, 10),
+    figures: plots.map((p) => [Math.round(p.getBoundingClientRect().width),
+                               (p.closest('.output, .cell_output, article') || document.body).clientWidth]),
+    figures_drawn: plots.filter((p) => p.querySelector('svg.main-svg')).length,
+  };
+}"""
+
+# In dark mode: the theme really is dark, and each figure's text contrasts with what is behind it (WCAG ratio).
+DARK_PROBE = r"""() => {
+  const rgba = (c) => {
+    const probe = document.createElement('span');
+    probe.style.color = c;
+    document.body.appendChild(probe);
+    const m = getComputedStyle(probe).color.match(/[\d.]+/g).map(Number);
+    probe.remove();
+    return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1];
+  };
+  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      layers.push(c);
+      if (c[3] === 1) break;
+    }
+    return layers.reverse().reduce((acc, c) => over(c, acc), [255, 255, 255, 1]);
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const page = background(document.querySelector('article.bd-article') || document.body);
+  return {
+    theme: document.documentElement.dataset.theme,
+    switcher: document.querySelectorAll('.theme-switch-button').length,
+    page_text_contrast: ratio(rgba(getComputedStyle(document.querySelector('article') || document.body).color), page),
+    figure_contrast: [...document.querySelectorAll('.js-plotly-plot')].filter((p) => p._fullLayout).map((p) => {
+      const behind = over(rgba(p._fullLayout.paper_bgcolor), background(p));
+      return Math.round(ratio(rgba(p._fullLayout.font.color), behind) * 10) / 10;
+    }),
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def seen_on_phone(server) -> dict[str, dict]:
+    _need_chromium()
+    return _visit_all({p: server + p for p in PAGES}, allowed=(server,), viewport=PHONE, probe=PHONE_PROBE)
+
+
+@pytest.fixture(scope="module")
+def seen_in_dark_mode(server) -> dict[str, dict]:
+    _need_chromium()
+    pages = ["index.html", *CHAPTER_PAGES]
+    return _visit_all({p: server + p for p in pages}, allowed=(server,), mode="dark", probe=DARK_PROBE)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_page_fits_a_phone_screen(seen_on_phone, page):
+    """At 390 px the page never scrolls sideways, nothing in the text sticks out, every figure fits its column."""
+    r = seen_on_phone[page]
+    assert r["page_errors"] == [] and r["console"] == [] and r["failed"] == [] and r["http"] == [], r
+    assert r["ready"] is True, r["ready"]
+    assert r["page_width"] <= r["viewport"], f"{page}: {r['page_width']} px wide on a {r['viewport']} px screen"
+    assert r["outside"] == [], f"{page}: sticks out of the screen: {r['outside']}"
+    assert all(width <= column + 1 for width, column in r["figures"]), f"{page}: figure vs column {r['figures']}"
+    assert r["figures_drawn"] == len(r["figures"])
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", ["index.html", *CHAPTER_PAGES])
+def test_dark_mode_keeps_text_and_figures_readable(seen_in_dark_mode, page):
+    r = seen_in_dark_mode[page]
+    assert r["page_errors"] == [] and r["console"] == [] and r["failed"] == [] and r["http"] == [], r
+    assert r["switcher"] >= 1, f"{page}: no theme switcher"
+    assert r["theme"] == "dark", f"{page}: the stored mode did not switch the theme ({r['theme']})"
+    assert r["page_text_contrast"] >= 7, r["page_text_contrast"]
+    assert all(c >= 4.5 for c in r["figure_contrast"]), f"{page}: figure text contrast {r['figure_contrast']} < 4.5"

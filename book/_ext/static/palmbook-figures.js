@@ -14,9 +14,15 @@
       if (!own) {
         return; // responsive already
       }
-      var column = gd.parentElement ? gd.parentElement.clientWidth : 0;
+      // The column: the output area (it scrolls sideways) or the article, not plotly's own fixed-width wrapper.
+      var box = gd.closest(".output, .cell_output, article") || document.body;
+      var column = box.clientWidth;
       if (!column) {
-        return;
+        return; // hidden (a folded cell): fitted on the next resize
+      }
+      gd.style.maxWidth = "100%";
+      if (gd.parentElement) {
+        gd.parentElement.style.maxWidth = "100%";
       }
       var want = Math.min(own, column);
       if (want !== layout.width) {
