@@ -97,7 +97,11 @@ def _user_error_cases(run_dir: Path, tmp_path: Path) -> dict[str, tuple[list[str
         "missing model": (["generate", str(tmp_path / "nope")], 1, "no model at"),
         "corrupt weights": (["generate", str(corrupt)], 1, "not a valid safetensors file"),
         "bad option": (["train", "--out-dir", str(tmp_path), "--optimizer", "sgd"], 2, "invalid choice: 'sgd'"),
-        "bad config": (["train", "--out-dir", str(tmp_path), "--config", str(tmp_path / "bad.json")], 1, "stepz"),
+        "bad config": (
+            ["train", "--out-dir", str(tmp_path / "new"), "--config", str(tmp_path / "bad.json")],
+            1,
+            "stepz",
+        ),
         "nothing to resume": (["train", "--out-dir", str(tmp_path / "empty"), "--resume"], 1, "nothing to resume"),
         "missing out dir": (["train", "--steps", "2"], 1, "needs --out-dir"),
     }

@@ -39,18 +39,18 @@ if kind == "replace":  # SIGKILL at the Nth rename (inside atomic writes and che
         return real(*a, **k)
     os.replace = replace
 if kind in ("kill", "term", "slow"):  # a signal to itself after step N (or a slow step, for concurrency)
-    import palmbook.train as t
+    import palmbook.train; t = sys.modules["palmbook.train"]
     real_step, count = t.Trainer.train_step, [0]
     def step(self):
         count[0] += 1
         if kind == "slow":
-            time.sleep(0.3)
+            time.sleep(1.5)
         elif count[0] == int(arg):
             os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGTERM)
         return real_step(self)
     t.Trainer.train_step = step
 if kind == "fsize":  # after the first checkpoint, files may not grow past arg bytes
-    import palmbook.train as t
+    import palmbook.train; t = sys.modules["palmbook.train"]
     real_write = t.write_training_checkpoint
     def write(*a, **k):
         out = real_write(*a, **k)

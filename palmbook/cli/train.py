@@ -29,6 +29,7 @@ The backend is NCCL on GPUs and gloo on CPUs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -184,6 +185,17 @@ def _check_resume_flags(args: argparse.Namespace, previous: dict[str, Any]) -> N
             continue
         if name in recorded and given == recorded[name]:
             continue
+        if name in ("preset", "model_config"):  # the same model again is not a change
+            same = PaLMConfig.preset(given) if name == "preset" else PaLMConfig.load(given)
+            same = same.replace(vocab_size=config.vocab_size, dropout=config.dropout)
+            if same == config:
+                continue
+        if (
+            name == "tokenizer"
+            and Path(given).is_file()
+            and previous.get("tokenizer_bytes") == Path(given).read_bytes()
+        ):
+            continue
         flag = "--" + name.replace("_", "-")
         was = f"the run has {recorded[name]!r}, the command says {given!r}" if name in recorded else "set at start"
         raise ValueError(
@@ -252,6 +264,8 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
     previous: dict[str, Any] = {}
     if args.resume:
         previous = _read_run_file(run_path)
+        with contextlib.suppress(OSError):
+            previous["tokenizer_bytes"] = (out / TOKENIZER_FILE).read_bytes()
         _check_resume_flags(args, previous)
         model_config = previous["model_config"]
         base = previous["train_config"]
@@ -263,6 +277,12 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
         model_config, base, seq_len, tokenizer_path = _new_run(args, flags)
         source, sample_by = args.data, args.sample_by
     config = TrainConfig.from_dict({**base, **flags, "out_dir": str(out)})
+    if args.resume and prepared is not None and prepared.latest is not None:  # refuse before run.json is touched
+        step = int(prepared.latest.name.rsplit("_", 1)[1])
+        conflicts = config.resume_conflicts(previous["train_config"], step)
+        if conflicts:
+            raise ValueError(f"--resume cannot change {'; '.join(conflicts)}: drop those flags, or start a new run "
+                             "with another --out-dir")  # fmt: skip
 
     # Join the process group before the data: rank 0 trains the tokenizer while the others wait.
     rank, world, _ = init_distributed(config.distributed, config.device)
