@@ -18,6 +18,7 @@ PaLM 540B: 238.3k tokens/s on 6144 TPU v4 chips of 275 TFLOP/s (bf16) -> 46.2% (
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ __all__ = [
     "PEAK_FLOPS",
     "MatmulPeak",
     "MemoryEstimate",
+    "available_memory",
+    "check_fits_in_memory",
     "devices_peak_flops",
     "flops_per_token",
     "measure_matmul_peak",
@@ -157,6 +160,47 @@ def memory_estimate(
         optimizer=2 * n * 4,
         activations_per_token=per_token,
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM a new allocation can get without swapping (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # other Unixes: free physical pages (an underestimate where caches could be dropped)
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_fits_in_memory(config: PaLMConfig, *, optimizer: str = "adamw", training: bool = True) -> None:
+    """Raise one ValueError, before anything is allocated, if the model clearly cannot fit in this machine's RAM.
+
+    The model is always built in RAM first (float32 weights: 4 bytes per parameter); training on the CPU also
+    needs the gradients and the optimiser's two moments (:meth:`MemoryEstimate.static`, 16 bytes per parameter;
+    activations come on top). Only the part that is certainly needed is compared with the available memory, so
+    the check never refuses a model that could fit. Where the available memory is unknown nothing is checked.
+    """
+    free = available_memory()
+    if free is None:
+        return
+    est = memory_estimate(config, optimizer=optimizer if optimizer in ("adamw", "palm") else "adamw")
+    need = est.static() if training else est.weights
+    if need > free:
+        what = "its weights, gradients and optimiser state" if training else "its float32 weights"
+        raise ValueError(
+            f"this model ({config.num_parameters():,} parameters) needs at least {_gib(need)} of memory for {what}, "
+            f"but this machine has {_gib(free)} available: use a smaller model (--preset or --model-config) or a "
+            "machine with more memory"
+        )
 
 
 # ---- measured peak

@@ -12,6 +12,9 @@ drives any model that offers PaLM's decoding interface, ``config.max_seq_len``, 
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -44,23 +47,58 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Pick one token per row of logits (B, V) -> (B,). temperature 0 means greedy (argmax)."""
+    """Pick one token per row of logits (B, V) -> (B,). temperature 0 means greedy (argmax).
+
+    Below a temperature of 1e-3 the logits are first shifted so their maximum is 0 (softmax does not change): a
+    tiny temperature (1e-45) then gives 0 for the best token and -inf for the rest, i.e. greedy, instead of
+    overflowing to inf - inf = NaN. Above it the division cannot overflow for any finite logit a model makes, and
+    is left exactly as written (the book's scratch sampler draws the same tokens from the same generator).
+    """
     if temperature == 0.0:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    logits = logits.float()
+    if temperature < 1e-3:
+        logits = logits - logits.amax(dim=-1, keepdim=True)
+    logits = filter_logits(logits / temperature, top_k, top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)  # True is an int to Python, not a count
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_sampling(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    stop_token: int | None = None,
+    vocab_size: int | None = None,
+) -> None:
+    """One ValueError, naming the fix, for each sampling option that cannot mean anything."""
+    if not _is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer; got {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None; got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] or None; got {top_p!r}")
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own distribution); "
+            f"got {temperature!r}"
+        )
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer (or None for no top-k filter); got {top_k!r}")
+    if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be a number in (0, 1] (or None for no nucleus filter); got {top_p!r}")
+    if stop_token is not None and (
+        not _is_int(stop_token) or (vocab_size is not None and not 0 <= stop_token < vocab_size)
+    ):
+        limit = f" in [0, {vocab_size - 1}]" if vocab_size is not None else ""
+        raise ValueError(
+            f"stop_token must be a token id{limit} (e.g. tokenizer.eod_id) or None; got {stop_token!r}"
+        )
 
 
 @torch.no_grad()
@@ -82,7 +120,9 @@ def generate(
     reproducible with ``seed`` (or your own ``generator``). The model must fit T + max_new_tokens positions:
     asking for more raises a ValueError instead of silently sliding a window.
     """
-    _check_sampling(max_new_tokens, temperature, top_k, top_p)
+    _check_sampling(max_new_tokens, temperature, top_k, top_p, stop_token, model.config.vocab_size)
+    if seed is not None and (not _is_int(seed) or not -(2**63) <= seed < 2**64):
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64) or None; got {seed!r}")
     model.check_input(idx, 0)
     B, T = idx.shape
     limit = model.config.max_seq_len

@@ -421,6 +421,7 @@ class PaLM(nn.Module, PyTorchModelHubMixin, library_name="palmbook", tags=MODEL_
                     f"targets must be token ids with idx's shape {tuple(idx.shape)} (the next token at each "
                     f"position, e.g. tokens[:, 1:] for idx = tokens[:, :-1]); got {got}"
                 )
+            self._check_targets(targets, z_loss, ignore_index)
             h = self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos)
             return fused_lm_loss(h, self.embed.weight, targets, self.config.d_model**-0.5, z_loss, ignore_index)
         return self.logits(self.hidden(idx, kv_cache=kv_cache, start_pos=start_pos))
@@ -567,6 +568,23 @@ class PaLM(nn.Module, PyTorchModelHubMixin, library_name="palmbook", tags=MODEL_
                     f"token id {bad} is out of range for vocab_size={self.config.vocab_size}: ids must be in "
                     f"[0, {self.config.vocab_size - 1}]; was the text encoded with this model's tokenizer?"
                 )
+
+    def _check_targets(self, targets: Tensor, z_loss: float, ignore_index: int) -> None:
+        """targets (B, T): integer ids in [0, vocab_size) or ``ignore_index``; z_loss a finite weight >= 0."""
+        if isinstance(z_loss, bool) or not isinstance(z_loss, (int, float)) or not 0 <= z_loss < math.inf:
+            raise ValueError(f"z_loss must be a finite weight >= 0 (PaLM uses 1e-4, 0 turns it off); got {z_loss!r}")
+        if targets.dtype not in (torch.long, torch.int32):
+            raise TypeError(f"targets must hold integer token ids (torch.long); got dtype {targets.dtype}")
+        if targets.device.type == "meta":
+            return
+        real = targets.masked_fill(targets == ignore_index, 0)  # same shape: no data-dependent indexing
+        lo, hi = torch.aminmax(real)
+        if lo.item() < 0 or hi.item() >= self.config.vocab_size:
+            bad = lo.item() if lo.item() < 0 else hi.item()
+            raise ValueError(
+                f"target id {bad} is out of range for vocab_size={self.config.vocab_size}: targets must be in "
+                f"[0, {self.config.vocab_size - 1}] or ignore_index={ignore_index} (positions not scored)"
+            )
 
     # ---- utilities
     def num_parameters(self, include_norms: bool = True) -> int:

@@ -64,6 +64,24 @@ MAX_SENTENCE_BYTES = 4192
 _META_SPACE = "\u2581"
 
 
+def _check_utf8(text: str, what: str = "text") -> None:
+    """Raise one ValueError if ``text`` holds a lone surrogate (U+D800..U+DFFF), which no UTF-8 can carry.
+
+    Python keeps undecodable bytes as lone surrogates: ``sys.argv`` does for invalid UTF-8 on a command line, and
+    so does ``open(..., errors="surrogateescape")``. sentencepiece would fail on them with a bare C++ cast error.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} contains a lone surrogate {text[e.start]!r} at index {e.start} (invalid UTF-8 on the "
+            "command line or in a file read with errors='surrogateescape'?): re-encode the input as UTF-8, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
 class _TrainingFeed:
     """The sentences sentencepiece trains on: each text cut into lines, each line kept with its newline.
 
@@ -95,6 +113,7 @@ class _TrainingFeed:
                         f"Tokenizer.train expects strings; item {i} is of type {type(text).__name__}: "
                         "decode bytes first (text.decode('utf-8')) or convert it with str()"
                     )
+                _check_utf8(text, f"Tokenizer.train: document {i}")
                 self.n_chars += len(text)
                 for line in text.splitlines(keepends=True):
                     yield from _cut(line, self.max_bytes)
@@ -251,6 +270,7 @@ class Tokenizer:
             for i, t in enumerate(text):
                 if not isinstance(t, str):
                     raise TypeError(f"encode expects a str or a list of str; item {i} is of type {type(t).__name__}")
+                _check_utf8(t, f"encode: item {i}")
             plain = [i for i, t in enumerate(text) if _META_SPACE not in t]
             out: list[list[int]] = [[] for _ in text]
             if plain:
@@ -267,6 +287,7 @@ class Tokenizer:
         )
 
     def _encode_one(self, text: str) -> list[int]:
+        _check_utf8(text)
         if _META_SPACE not in text:
             return self.sp.encode(text, out_type=int)
         if self._meta_space_ids is None:
@@ -290,7 +311,9 @@ class Tokenizer:
     def decode(self, ids: Any) -> str | list[str]:
         """Text of a list of ids (or a 1-D tensor); a list of texts for a list of lists (or a 2-D tensor).
 
-        Special tokens (pad, end-of-document) decode to nothing.
+        Special tokens (pad, end-of-document) decode to nothing. ``unk_id`` decodes to " \u2047 " (sentencepiece's
+        marker for an unknown piece); :meth:`encode` never produces it (byte fallback), so it only appears in ids
+        that came from elsewhere, e.g. sampled from an untrained model.
         """
         if hasattr(ids, "tolist"):  # torch.Tensor, numpy array
             ids = ids.tolist()
@@ -314,19 +337,29 @@ class Tokenizer:
         """The pieces ``text`` is cut into, as strings ("▁" marks a space, "<0xE6>" a byte piece)."""
         return [self.id_to_piece(i) for i in self.encode(text)]
 
-    def id_to_piece(self, i: int) -> str:
-        """The piece of id ``i``."""
+    def _check_id(self, i: Any) -> int:
+        if isinstance(i, bool) or not isinstance(i, int):
+            if hasattr(i, "item") and getattr(i, "ndim", 1) == 0:  # a 0-d tensor or numpy integer
+                return self._check_id(i.item())
+            raise TypeError(f"a token id must be an int, got {type(i).__name__} ({i!r})")
         if not 0 <= i < self.vocab_size:
             raise ValueError(f"id {i} is outside this vocabulary (0..{self.vocab_size - 1})")
-        return self.sp.id_to_piece(i)
+        return i
+
+    def id_to_piece(self, i: int) -> str:
+        """The piece of id ``i``."""
+        return self.sp.id_to_piece(self._check_id(i))
 
     def piece_to_id(self, piece: str) -> int:
         """The id of ``piece``; ``unk_id`` if the vocabulary has no such piece."""
+        if not isinstance(piece, str):
+            raise TypeError(f"piece_to_id expects a str piece, got {type(piece).__name__}")
+        _check_utf8(piece, "piece")
         return self.sp.piece_to_id(piece)
 
     def is_byte(self, i: int) -> bool:
         """True if id ``i`` is one of the 256 byte-fallback pieces ``<0x00>`` .. ``<0xFF>``."""
-        return bool(self.sp.is_byte(i))
+        return bool(self.sp.is_byte(self._check_id(i)))
 
     def __len__(self) -> int:
         return self.vocab_size

@@ -57,3 +57,22 @@ def test_peak_lookup_knows_data_center_gpus():
     assert peak_flops_for("NVIDIA A100-SXM4-80GB") == 312e12
     assert peak_flops_for("NVIDIA H100 PCIe") == 756e12
     assert peak_flops_for("Intel Xeon") is None
+
+
+def test_a_model_too_large_for_ram_is_refused_before_allocation_naming_size_and_fix(monkeypatch):
+    from palmbook import flops
+
+    config = PaLMConfig(d_model=16384, n_layers=48, n_heads=128, vocab_size=512, max_seq_len=64)
+    monkeypatch.setattr(flops, "available_memory", lambda: 64 * 2**30)
+    with pytest.raises(ValueError, match=r"needs at least 2,691\.1 GiB .* 64\.0 GiB available: use a smaller model"):
+        flops.check_fits_in_memory(config)
+    flops.check_fits_in_memory(PaLMConfig.preset("palm-tiny"))  # fits
+    monkeypatch.setattr(flops, "available_memory", lambda: None)
+    flops.check_fits_in_memory(config)  # unknown: not checked
+
+
+def test_available_memory_is_a_positive_byte_count_on_linux():
+    from palmbook.flops import available_memory
+
+    n = available_memory()
+    assert n is None or n > 2**20

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -251,3 +252,39 @@ def test_loading_a_truncated_tokenizer_is_a_value_error(tok: Tokenizer, tmp_path
     path.write_bytes(tok.to_bytes()[: len(tok.to_bytes()) // 2])
     with pytest.raises(ValueError, match="not a SentencePiece model"):
         Tokenizer.load(path)
+
+
+# ---- invalid input: one ValueError naming the fix (reliability review, defect 8)
+@pytest.mark.parametrize("text", ["\ud800", "caf\udce9", "ok \udfff end"])
+def test_a_lone_surrogate_is_one_value_error_naming_its_index_and_the_fix(tok: Tokenizer, text: str) -> None:
+    index = next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+    with pytest.raises(ValueError, match=rf"lone surrogate .* at index {index} .*re-encode the input as UTF-8"):
+        tok.encode(text)
+
+
+def test_a_lone_surrogate_in_a_batch_names_the_item_not_a_type_error(tok: Tokenizer) -> None:
+    with pytest.raises(ValueError, match=r"item 1 contains a lone surrogate"):
+        tok.encode(["a", "\ud800"])
+
+
+def test_training_on_a_lone_surrogate_names_the_document() -> None:
+    with pytest.raises(ValueError, match=r"document 1 contains a lone surrogate '\\udce9' at index 3"):
+        Tokenizer.train(["plain text " * 50, "caf\udce9"], vocab_size=300)
+
+
+@pytest.mark.parametrize("bad", [-1, 10**6])
+def test_ids_outside_the_vocabulary_are_value_errors_everywhere(tok: Tokenizer, bad: int) -> None:
+    for call in (tok.is_byte, tok.id_to_piece, lambda i: tok.decode([i])):
+        with pytest.raises(ValueError, match=rf"id {bad} is outside this vocabulary"):
+            call(bad)
+
+
+def test_a_non_integer_id_is_a_type_error(tok: Tokenizer) -> None:
+    with pytest.raises(TypeError, match="token id must be an int"):
+        tok.is_byte("a")
+    assert tok.is_byte(torch.tensor(3)) == tok.is_byte(3)  # a 0-d tensor is an id
+
+
+def test_unk_decodes_to_sentencepiece_s_marker_and_encode_never_makes_it(tok: Tokenizer) -> None:
+    assert tok.decode([tok.unk_id]) == " \u2047 "
+    assert tok.unk_id not in tok.encode("\u4e00\u2047\U0001f600 never seen")

@@ -45,6 +45,7 @@ from ..book.profiles import profile
 from ..checkpoint import read_training_checkpoint
 from ..config import OPTIMIZERS, SCHEDULES, PaLMConfig, TrainConfig
 from ..data import prepare_lm_data
+from ..flops import check_fits_in_memory
 from ..io import atomic_write
 from ..model import PaLM
 from ..rundir import RUN_FILE, TOKENIZER_FILE, RunDirectory
@@ -283,6 +284,10 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
         if conflicts:
             raise ValueError(f"--resume cannot change {'; '.join(conflicts)}: drop those flags, or start a new run "
                              "with another --out-dir")  # fmt: skip
+
+    # A model that cannot fit fails here, in one line, before the tokenizer or run.json is written.
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    check_fits_in_memory(model_config, optimizer=config.optimizer, training=on_cpu)
 
     # Join the process group before the data: rank 0 trains the tokenizer while the others wait.
     rank, world, _ = init_distributed(config.distributed, config.device)
