@@ -1,0 +1,271 @@
+"""Chapter 8, optimisers: paths of several optimisers on a 2-D loss surface, gradient clipping drawn as arrows, and
+loss curves with a band over seeds.
+
+| figure                   | shows                                                                          |
+|--------------------------|--------------------------------------------------------------------------------|
+| ``optimiser_paths_figure``| each optimiser's path on a contour plot and its loss per step; a slider over     |
+|                          | steps moves a marker along every path, a menu picks the learning rate          |
+| ``clipping_figure``      | a two-tensor gradient, globally and per-tensor clipped, as arrows in the plane  |
+| ``seed_band_figure``     | loss per step of several runs: the mean over seeds and the band from min to max |
+
+The slider of ``optimiser_paths_figure`` restyles one marker per path (the paths themselves are drawn once), so
+the page stays small however many steps there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from .common import BLUE, BROWN, GREEN, GREY, ORANGE, PURPLE, RED, slider
+
+__all__ = ["clipping_figure", "optimiser_paths_figure", "seed_band_figure"]
+
+# The ladder's colours, in the chapter's order (SGD, momentum, RMSProp, Adam, AdamW, PaLM).
+_COLOURS = (GREY, ORANGE, GREEN, BLUE, PURPLE, RED, BROWN)
+
+
+def _r(values: Tensor | Sequence[float]) -> list[float]:
+    # 4 significant decimals are plenty for the eye and for hover, and keep the page small
+    return [round(float(v), 4) for v in values]
+
+
+def optimiser_paths_figure(
+    surface: Callable[[Tensor], Tensor],
+    paths: Mapping[str, Mapping[str, Tensor]],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    title: str = "",
+    lr_labels: Mapping[str, Mapping[str, float]] | None = None,
+    grid: int = 81,
+) -> go.Figure:
+    """Paths of several optimisers on a 2-D loss surface (left) and their loss per step (right, log scale).
+
+    Args:
+        surface: loss of points, (..., 2) -> (...) (e.g. :func:`palmbook.scratch.optimisers.valley`); drawn as
+            contours over ``x_range`` x ``y_range`` and evaluated along every path.
+        paths: setting -> optimiser name -> points (steps + 1, 2), step 0 first; every path has the same length.
+            With several settings (e.g. learning rates) a menu shows one setting at a time (the first at start).
+        x_range, y_range: the part of the plane to draw; points outside are drawn at its edge (a diverging path
+            leaves the picture, it does not rescale it).
+        lr_labels: setting -> optimiser name -> its learning rate, shown in the legend and on hover.
+        grid: contour resolution per axis.
+
+    A slider over steps moves a marker to every optimiser's point after k steps and a dashed line to step k on
+    the right; the paths themselves stay drawn in full (faint). Hover for exact points and losses.
+    """
+    settings = list(paths)
+    names = list(paths[settings[0]])
+    lengths = {len(p) for s in settings for p in paths[s].values()}
+    if len(lengths) != 1 or any(list(paths[s]) != names for s in settings):
+        raise ValueError("every setting needs the same optimisers, and every path the same number of steps")
+    n = lengths.pop()
+    lo = torch.tensor([x_range[0], y_range[0]], dtype=torch.float64)
+    hi = torch.tensor([x_range[1], y_range[1]], dtype=torch.float64)
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.6, 0.4],
+        horizontal_spacing=0.09,
+        subplot_titles=("the loss surface and each optimiser's path", "loss after each step"),
+    )
+    xs = torch.linspace(*x_range, grid, dtype=torch.float64)
+    ys = torch.linspace(*y_range, grid, dtype=torch.float64)
+    z = surface(torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1))
+    fig.add_contour(
+        x=_r(xs),
+        y=_r(ys),
+        z=torch.log10(z.clamp(min=1e-4)).float().numpy(),
+        colorscale="Viridis",
+        ncontours=24,
+        showscale=False,
+        line=dict(width=0.5),
+        hoverinfo="skip",
+        row=1,
+        col=1,
+    )
+    markers: list[int] = []  # trace indices of the current-step markers, in (setting, name) order
+    for si, s in enumerate(settings):
+        for i, name in enumerate(names):
+            pts = paths[s][name].detach().double()
+            shown = torch.minimum(torch.maximum(torch.nan_to_num(pts, nan=1e9), lo), hi)
+            loss = surface(pts.clamp(-1e6, 1e6))
+            lr = lr_labels[s][name] if lr_labels else None
+            label = f"{name} (lr {lr:g})" if lr is not None else name
+            colour, visible = _COLOURS[i % len(_COLOURS)], si == 0
+            common = dict(legendgroup=f"{s}/{name}", visible=visible)
+            hover = f"{label}<br>step %{{customdata}}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"
+            fig.add_scatter(
+                x=_r(shown[:, 0]),
+                y=_r(shown[:, 1]),
+                customdata=list(range(n)),
+                mode="lines",
+                line=dict(color=colour, width=1.5),
+                opacity=0.55,
+                name=label,
+                hovertemplate=hover,
+                **common,
+                row=1,
+                col=1,
+            )
+            fig.add_scatter(
+                x=list(range(n)),
+                y=[float(f"{v:.4g}") for v in loss],
+                mode="lines",
+                showlegend=False,
+                line=dict(color=colour, width=2),
+                name=label,
+                **common,
+                row=1,
+                col=2,
+                hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4g}}<extra></extra>",
+            )
+            fig.add_scatter(
+                x=_r(shown[:1, 0]),
+                y=_r(shown[:1, 1]),
+                mode="markers",
+                showlegend=False,
+                marker=dict(color=colour, size=12, line=dict(color="white", width=1.5)),
+                hoverinfo="skip",
+                **common,
+                row=1,
+                col=1,
+            )
+            markers.append(len(fig.data) - 1)
+    per_setting = 3 * len(names)
+    steps = []
+    for k in range(n):
+        at_k = _points_at(paths, settings, names, k, lo, hi)
+        xk, yk = [_r(p[:1]) for p in at_k], [_r(p[1:]) for p in at_k]
+        steps.append(
+            dict(
+                method="update",
+                label=str(k),
+                args=[{"x": xk, "y": yk}, {"shapes[0].x0": k, "shapes[0].x1": k}, markers],
+            )
+        )
+    fig.add_vline(x=0, line=dict(color="#555", dash="dash", width=1), row=1, col=2)
+    menus = []
+    if len(settings) > 1:
+        buttons = []
+        for si, s in enumerate(settings):
+            visible = [True] + [j // per_setting == si for j in range(per_setting * len(settings))]
+            buttons.append(dict(label=s, method="restyle", args=[{"visible": visible}]))
+        menus.append(
+            dict(
+                type="dropdown",
+                buttons=buttons,
+                x=0.0,
+                xanchor="left",
+                y=1.2,
+                yanchor="bottom",
+                active=0,
+                showactive=True,
+            )
+        )
+    fig.update_xaxes(range=list(x_range), title_text="x", row=1, col=1)
+    fig.update_yaxes(range=list(y_range), title_text="y", row=1, col=1)
+    fig.update_xaxes(title_text="step", range=[-0.5, n - 0.5], row=1, col=2)
+    fig.update_yaxes(title_text="loss (log scale)", type="log", row=1, col=2)
+    fig.update_layout(
+        title=dict(text=title, x=0.5 if not menus else 0.62, y=0.98),
+        sliders=[slider(steps, 0, "step ", pad=dict(t=50))],
+        updatemenus=menus,
+        legend=dict(orientation="h", y=-0.42, x=0.0),
+        height=560,
+        margin=dict(t=110, b=170),
+    )
+    return fig
+
+
+def _points_at(paths, settings, names, k, lo, hi) -> list[Tensor]:
+    """Every path's point after k steps, in (setting, name) order, clamped into the drawn box."""
+    pts = [paths[s][name][k].detach().double() for s in settings for name in names]
+    return [torch.minimum(torch.maximum(torch.nan_to_num(p, nan=1e9), lo), hi) for p in pts]
+
+
+def clipping_figure(
+    gradient: Sequence[float],
+    clipped: Mapping[str, Sequence[float]],
+    threshold: float,
+    axis_titles: tuple[str, str] = ("tensor A", "tensor B"),
+) -> go.Figure:
+    """A gradient made of two tensors drawn as one arrow per version, in the plane (||part A||, ||part B||).
+
+    Each clipping rule scales each tensor's gradient by a positive factor, so every version lies in that plane,
+    and the angle between two arrows is the angle between the whole updates. ``gradient``: (||g_A||, ||g_B||);
+    ``clipped``: name -> the same for a clipped version. The dotted quarter circle is the global-norm threshold.
+    """
+    fig = go.Figure()
+    arrows = {"gradient (not clipped)": tuple(gradient), **{k: tuple(v) for k, v in clipped.items()}}
+    colours = (GREY, BLUE, RED, GREEN)
+    top = max(max(v) for v in arrows.values()) * 1.12
+    t = torch.linspace(0, torch.pi / 2, 60)
+    fig.add_scatter(
+        x=_r(threshold * t.cos()),
+        y=_r(threshold * t.sin()),
+        mode="lines",
+        name=f"norm {threshold:g}",
+        line=dict(color="#999", dash="dot"),
+        hoverinfo="skip",
+    )
+    for (name, (a, b)), colour in zip(arrows.items(), colours, strict=False):
+        angle = float(torch.atan2(torch.tensor(b), torch.tensor(a)).rad2deg())
+        hover = f"{name}<br>A part {a:.3f}, B part {b:.3f}<br>length {(a * a + b * b) ** 0.5:.3f}, angle {angle:.1f}°"
+        fig.add_scatter(
+            x=[0, a],
+            y=[0, b],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=colour, width=3),
+            marker=dict(size=[0, 10], symbol="arrow", angleref="previous", color=colour),
+            hovertemplate=hover + "<extra></extra>",
+        )
+    fig.update_xaxes(range=[0, top], title_text=f"size of the {axis_titles[0]} part of the update", scaleanchor="y")
+    fig.update_yaxes(range=[0, top], title_text=f"size of the {axis_titles[1]} part")
+    fig.update_layout(height=480, legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), margin=dict(t=60))
+    return fig
+
+
+def seed_band_figure(
+    curves: Mapping[str, Tensor], title: str, y_title: str = "training loss", smooth: int = 1
+) -> go.Figure:
+    """Loss per step of several runs, each (seeds, steps): the mean over seeds as a line, min..max as a band.
+
+    ``smooth``: a moving average over that many steps first (training losses of single batches are noisy).
+    """
+    fig = go.Figure()
+    for i, (name, c) in enumerate(curves.items()):
+        c = torch.as_tensor(c, dtype=torch.float64)
+        if smooth > 1:
+            c = torch.nn.functional.avg_pool1d(c[:, None], smooth, stride=1)[:, 0]
+        steps = list(range(smooth, smooth + c.shape[1]))
+        colour = _COLOURS[i % len(_COLOURS)]
+        fig.add_scatter(
+            x=steps + steps[::-1],
+            y=_r(c.max(0).values) + _r(c.min(0).values)[::-1],
+            fill="toself",
+            line=dict(width=0),
+            fillcolor=colour,
+            opacity=0.25,
+            legendgroup=name,
+            showlegend=False,
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=steps,
+            y=_r(c.mean(0)),
+            name=name,
+            legendgroup=name,
+            line=dict(color=colour, width=2),
+            hovertemplate=f"{name}<br>step %{{x}}: %{{y:.3f}} (mean of {c.shape[0]} seeds)<extra></extra>",
+        )
+    fig.update_layout(
+        title=title, xaxis_title="step", yaxis_title=y_title, height=460, legend=dict(orientation="h", y=-0.2)
+    )
+    return fig
