@@ -138,3 +138,17 @@ def test_every_user_error_is_one_line_in_process(run_dir, tmp_path, capsys, monk
             got = e.code
         err = capsys.readouterr().err
         assert got == code and _one_line(err, words), (name, got, err)
+
+
+def test_train_help_names_only_real_flags_in_its_resume_table():
+    import re
+
+    from palmbook.cli import build_parser
+    from palmbook.cli.train import RESUME_HELP
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    real = {o for a in train._actions for o in a.option_strings}
+    named = set(re.findall(r"--[a-z][a-z-]*[a-z]", RESUME_HELP)) - {"--out-dir"}
+    assert named - {"--spike"} <= real, sorted(named - real)
+    assert {"--spike-factor", "--spike-window", "--spike-rollback", "--spike-skip"} <= real
+    assert "what --resume may change" in train.format_help()

@@ -85,3 +85,19 @@ def test_config_is_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.d_model = 3
     assert cfg.replace(n_layers=3).n_layers == 3
+
+
+# ---- replace re-derives what follows from the changed fields (reliability review, defect 16)
+def test_replace_d_model_re_derives_d_ff_and_head_dim():
+    small = PaLMConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=256)
+    assert (small.d_ff, small.head_dim) == (256, 16)
+    wide = small.replace(d_model=128)
+    assert (wide.d_ff, wide.head_dim) == (512, 32)
+    assert wide == PaLMConfig(d_model=128, n_layers=2, n_heads=4, vocab_size=256)
+    assert small.replace(n_heads=8).head_dim == 8
+
+
+def test_replace_keeps_derived_fields_that_were_set_by_hand_or_given():
+    custom = PaLMConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=256, d_ff=100, head_dim=8)
+    assert (custom.replace(d_model=128).d_ff, custom.replace(d_model=128).head_dim) == (100, 8)
+    assert PaLMConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=256).replace(d_model=128, d_ff=300).d_ff == 300

@@ -408,3 +408,34 @@ def test_the_run_directory_and_its_lock_honour_the_umask(tmp_path, umask, quiet,
     with run_dir(tmp_path / "a" / "run", quiet) as d:
         assert stat.S_IMODE(d.root.stat().st_mode) == dir_mode
         assert stat.S_IMODE(d.lock_file.stat().st_mode) == file_mode
+
+
+# ---- a torn metrics line (reliability review, defect 17)
+def test_a_torn_last_metrics_line_does_not_swallow_the_resume_event_after_it(tmp_path):
+    from palmbook.rundir import append_record, load_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    for step in range(1, 6):
+        append_record(log, {"step": step, "loss": 10.0 - step})
+    with open(log, "ab") as f:
+        f.write(b'{"step": 6, "lo')  # killed mid-write
+    append_record(log, {"event": "resume", "step": 3}, repair=True)
+    for step in range(4, 8):
+        append_record(log, {"step": step, "loss": 20.0 - step})
+    records = load_metrics(log)
+    assert [r for r in records if r.get("event") == "resume"] == [{"event": "resume", "step": 3}]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6, 7]  # 4 and 5 of the killed session superseded, never twice
+    assert [r["loss"] for r in records if "loss" in r][3:] == [16.0, 15.0, 14.0, 13.0]
+
+
+def test_without_repair_the_torn_line_would_eat_the_event(tmp_path):
+    """Why repair exists: appending straight after a torn line glues the event onto it."""
+    from palmbook.rundir import append_record, load_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    append_record(log, {"step": 1, "loss": 1.0})
+    with open(log, "ab") as f:
+        f.write(b'{"step": 2, "lo')
+    append_record(log, {"event": "resume", "step": 1})
+    assert not [r for r in load_metrics(log) if r.get("event") == "resume"]

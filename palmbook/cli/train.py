@@ -60,6 +60,23 @@ _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISI
 _RUN_FLAGS = ("preset", "model_config", "vocab_size", "dropout", "data", "sample_by", "seq_len", "tokenizer")
 
 
+RESUME_HELP = """\
+run directory: --out-dir holds ONE run (run.json, metrics.jsonl, tokenizer.model, best/, checkpoints/step_N/),
+locked (run.lock) while a process trains in it. A new run refuses a directory that holds one: continue it with
+--resume, or start again with --overwrite (deletes the run's files only).
+
+what --resume may change (same value = no change):
+  takes effect from the next step:
+    --steps --lr --schedule --warmup-steps --constant-steps --min-lr --micro-batch-size --grad-clip --z-loss
+    --weight-decay --betas --eval-every --checkpoint-every --keep --keep-best --early-stopping-patience
+    --spike-* --max-rollbacks --log-every --progress --peak-flops --precision --compile --device
+    --distributed; --batch-schedule entries AFTER the current step
+  refused (they define what is trained; start a new run with another --out-dir):
+    --preset --model-config --vocab-size --dropout --tokenizer --data --sample-by --seq-len --optimizer --seed
+    --batch-size --eval-batches --eval-batch-size; --batch-schedule entries at or before the current step
+"""
+
+
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``palmbook train`` (called by :mod:`palmbook.cli`); every TrainConfig field is a flag."""
     p = subparsers.add_parser(
@@ -67,6 +84,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         help="train a PaLM on a corpus (one process, or many under torchrun)",
         description="Train a PaLM. Sizes default to the profile (PALMBOOK_PROFILE); every TrainConfig field is a "
         "flag. Under torchrun the same command trains with DDP (or --distributed fsdp).",
+        epilog=RESUME_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--out-dir",
