@@ -210,14 +210,14 @@ def distill(
     from tqdm.auto import tqdm
 
     from ..data import Batches
-    from ..optim import LRSchedule, build_optimizer, make_scheduler
+    from ..optim import LRSchedule, build_optimizer, build_scheduler
 
     if alpha > 0 and teacher is None:
         raise ValueError("alpha > 0 needs a teacher; pass alpha=0 to train the student alone")
     device = next(student.parameters()).device
     batches = Batches(blocks, batch_size, seed=seed)
     optimizer = build_optimizer(student, "adamw", lr)
-    scheduler = make_scheduler(optimizer, LRSchedule("cosine", lr, warmup_steps=steps // 10, total_steps=steps))
+    scheduler = build_scheduler(optimizer, LRSchedule("cosine", lr, warmup_steps=steps // 10, total_steps=steps))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     if teacher is not None:
         teacher.eval()
