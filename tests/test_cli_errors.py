@@ -1,5 +1,10 @@
 """Every bad ``palmbook train`` / ``generate`` input: exit code, exactly one stderr line, no traceback, and a
-directory left exactly as it was when the command fails. Plus resume with corrupted or missing metadata."""
+directory left exactly as it was when the command fails. Plus resume with corrupted or missing metadata.
+
+Most rows run :func:`palmbook.cli.main` in this process (what the console script calls, minus interpreter start-up);
+the rows in :data:`SUBPROCESS` run the real ``python -m palmbook`` to prove the entry point prints no traceback
+either (and, for the surrogate row, that invalid UTF-8 bytes in argv reach the same one-line error).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +25,38 @@ T = ["--preset", "palm-tiny", "--batch-size", "8", "--seq-len", "32", "--vocab-s
      "--log-every", "1"]  # fmt: skip
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PALMBOOK_PROFILE": "smoke", "HF_DATASETS_OFFLINE": "1",
-           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}  # fmt: skip
+ENV = {"OMP_NUM_THREADS": "1", "PALMBOOK_PROFILE": "smoke", "HF_DATASETS_OFFLINE": "1",
+       "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}  # fmt: skip
+
+
+def run(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m palmbook ARGS`` in ``cwd`` (args may hold bytes: argv as a shell passes it)."""
+    env = {**os.environ, **ENV}
     env.pop("PALMBOOK_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "palmbook", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+                          text=True, errors="replace", timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def in_process(monkeypatch, capsys):
+    """``run`` without a new interpreter: palmbook.cli.main(args) in ``cwd``; the same CompletedProcess back."""
+    from palmbook.cli import main
+
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("PALMBOOK_DEBUG", raising=False)
+
+    def call(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main(args)
+        except SystemExit as e:  # argparse errors
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return call
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -33,7 +64,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
+def base(tmp_path_factory) -> Path:  # a subprocess: module fixtures cannot use the function-scoped capsys
     """A finished 4-step run (checkpoints at 2 and 4) and its data, copied for each row."""
     root = tmp_path_factory.mktemp("cli")
     import random
@@ -174,12 +205,52 @@ ROWS = [
     ),
     ("out-dir-is-a-file", ["train", *T, "--data", "text.txt", "--out-dir", "text.txt"], None, 1, r"text\.txt"),
     ("generate-bad-device", ["generate", "run/best", "--prompt", "a", "--device", "banana"], None, 1, r"device"),
+    (
+        "generate-surrogate-prompt",
+        ["generate", "run/best", "--prompt", b"caf\xe9"],
+        None,
+        1,
+        r"lone surrogate '\\udce9' at index 3 .*re-encode the input as UTF-8",
+    ),
+    ("generate-tiny-temperature", ["generate", "run/best", "--temperature", "inf"], None, 1, r"--temperature"),
+    ("generate-top-k-zero", ["generate", "run/best", "--top-k", "0"], None, 1, r"--top-k must be >= 1"),
+    ("generate-top-p", ["generate", "run/best", "--top-p", "1.5"], None, 1, r"--top-p must be in \(0, 1\]"),
+    (
+        "generate-prompt-too-long",
+        ["generate", "run/best", "--prompt", "word " * 400],
+        None,
+        1,
+        r"the prompt is \d+ tokens and this model's context is 128 tokens, so at most 0 new tokens fit: shorten",
+    ),
+    (
+        "generate-too-many-new-tokens",
+        ["generate", "run/best", "--max-new-tokens", "500"],
+        None,
+        1,
+        r"at most 127 new tokens fit \(--max-new-tokens asks for 500\)",
+    ),
+    (
+        "model-too-large-for-ram",
+        ["train", *T[2:], "--data", "text.txt", "--model-config", "huge.json", "--out-dir", "new"],
+        lambda d: (d / "huge.json").write_text(
+            '{"d_model": 65536, "n_layers": 256, "n_heads": 256, "vocab_size": 512}'
+        ),
+        1,
+        r"needs at least [\d,.]+ GiB of memory .* use a smaller model .* or a machine with more memory",
+    ),
+]
+# Rows run through the real entry point (python -m palmbook) as well as in-process.
+SUBPROCESS = {"fresh-in-used-dir", "resume-all-truncated", "latin1-data", "generate-surrogate-prompt"}
+
+
+CASES = [r for r in ROWS if r[0] not in SUBPROCESS] + [
+    (f"{r[0]}-subprocess", *r[1:]) for r in ROWS if r[0] in SUBPROCESS
 ]
 
 
-@pytest.mark.parametrize("argv, setup, code, pattern", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize("name, argv, setup, code, pattern", CASES, ids=[c[0] for c in CASES])
 def test_a_bad_command_is_one_stderr_line_with_no_traceback_and_changes_nothing(
-    base, tmp_path, argv, setup, code, pattern
+    base, tmp_path, in_process, name, argv, setup, code, pattern
 ):
     import re
     import shutil
@@ -189,7 +260,7 @@ def test_a_bad_command_is_one_stderr_line_with_no_traceback_and_changes_nothing(
     if setup is not None:
         setup(d)
     before = tree(d)
-    r = run(argv, d)
+    r = run(argv, d) if name.endswith("-subprocess") else in_process(argv, d)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == code, r.stderr
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -201,12 +272,12 @@ def test_a_bad_command_is_one_stderr_line_with_no_traceback_and_changes_nothing(
     assert after == before, "a failed command must not change the directory"
 
 
-def test_resume_with_a_new_lr_takes_effect_from_the_next_step(base, tmp_path):
+def test_resume_with_a_new_lr_takes_effect_from_the_next_step(base, tmp_path, in_process):
     import shutil
 
     d = tmp_path / "w"
     shutil.copytree(base, d)
-    r = run(["train", "--out-dir", "run", "--resume", "--steps", "6", "--lr", "0.5", "--schedule", "constant",
+    r = in_process(["train", "--out-dir", "run", "--resume", "--steps", "6", "--lr", "0.5", "--schedule", "constant",
              "--log-every", "1"], d)  # fmt: skip
     assert r.returncode == 0, r.stderr
     from palmbook.rundir import load_metrics
