@@ -347,14 +347,21 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         for name in ("lr", "min_lr", "grad_clip", "spike_factor", "peak_flops"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
-                raise ValueError(f"TrainConfig.{name} must be a number > 0 or None; got {name}={v!r}")
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0 or None; got {name}={v!r}")
+        if self.seed >= 2**63:  # torch.manual_seed and numpy's generators take at most 64 bits
+            raise ValueError(f"TrainConfig.seed must be below 2**63; got seed={self.seed}")
+        if self.min_lr is not None and self.schedule == "cosine" and self.min_lr > self.peak_lr:
+            raise ValueError(
+                f"min_lr={self.min_lr} exceeds the peak lr {self.peak_lr}: the cosine schedule would rise instead of "
+                "decay; give a min_lr below --lr (default lr/10)"
+            )
         if self.spike_factor is not None and self.spike_factor <= 1:
             raise ValueError(f"spike_factor must be > 1 (e.g. 2.0: twice the recent median); got {self.spike_factor}")
-        if not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
-            raise ValueError(f"z_loss must be >= 0 (PaLM uses 1e-4); got {self.z_loss!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
+        if not (isinstance(self.z_loss, (int, float)) and 0 <= self.z_loss < math.inf):
+            raise ValueError(f"z_loss must be a finite number >= 0 (PaLM uses 1e-4); got {self.z_loss!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), e.g. (0.9, 0.95); got {self.betas!r}")
         self._validate_batch_schedule()

@@ -1,9 +1,10 @@
 import dataclasses
+import math
 
 import pytest
 import torch
 
-from palmbook import PaLM, PaLMConfig
+from palmbook import PaLM, PaLMConfig, TrainConfig
 
 # Table 1 of the paper, counted as dense kernels + the 256,000 x d_model embedding.
 PAPER_COUNTS = {"palm-8b": 8_631_877_632, "palm-62b": 62_495_129_600, "palm-540b": 540_354_281_472}
@@ -101,3 +102,24 @@ def test_replace_keeps_derived_fields_that_were_set_by_hand_or_given():
     custom = PaLMConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=256, d_ff=100, head_dim=8)
     assert (custom.replace(d_model=128).d_ff, custom.replace(d_model=128).head_dim) == (100, 8)
     assert PaLMConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=256).replace(d_model=128, d_ff=300).d_ff == 300
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("lr", math.inf, "lr must be a finite number > 0"),
+        ("z_loss", math.inf, "z_loss must be a finite number >= 0"),
+        ("spike_factor", math.inf, "spike_factor must be a finite number > 0"),
+        ("weight_decay", math.nan, "weight_decay must be a finite number >= 0"),
+        ("seed", 2**70, "seed must be below 2\\*\\*63"),
+    ],
+)
+def test_train_config_refuses_infinite_or_out_of_range_numbers(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_a_cosine_min_lr_above_the_peak_is_refused():
+    with pytest.raises(ValueError, match=r"min_lr=1\.0 exceeds the peak lr 0\.01"):
+        TrainConfig(schedule="cosine", lr=0.01, min_lr=1.0)
+    assert TrainConfig(schedule="cosine", lr=0.01, min_lr=0.001).min_lr == 0.001

@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,10 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
             raise ValueError(f"--resume cannot change {'; '.join(conflicts)}: drop those flags, or start a new run "
                              "with another --out-dir")  # fmt: skip
 
+    if isinstance(source, str) and source.startswith("hub:") and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source[4:]):
+        raise ValueError(
+            f"--data {source!r} names no Hub dataset: write hub:owner/name, e.g. hub:roneneldan/TinyStories"
+        )
     # A model that cannot fit fails here, in one line, before the tokenizer or run.json is written.
     on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     check_fits_in_memory(model_config, optimizer=config.optimizer, training=on_cpu)
