@@ -176,9 +176,9 @@ def optimiser_paths_figure(
         title=dict(text=title, x=0.5 if not menus else 0.62, y=0.98),
         sliders=[slider(steps, 0, "step ", pad=dict(t=50))],
         updatemenus=menus,
-        legend=dict(orientation="h", y=-0.42, x=0.0),
-        height=560,
-        margin=dict(t=110, b=170),
+        legend=dict(orientation="h", y=-0.62, x=0.0),
+        height=600,
+        margin=dict(t=110, b=210),
     )
     return fig
 
