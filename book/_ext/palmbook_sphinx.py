@@ -196,6 +196,7 @@ def _author_year_style() -> None:
     from pybtex.plugin import find_plugin, register_plugin
     from pybtex.style.formatting.plain import Style as PlainStyle
     from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.sorting.author_year_title import SortingStyle as AuthorYearTitle
 
     class AuthorYearLabels(BaseLabelStyle):
         def format_labels(self, sorted_entries: Any) -> Any:
@@ -225,8 +226,13 @@ def _author_year_style() -> None:
                 who = " & ".join(names)
             return f"{who} {entry.fields.get('year', '')}".strip()
 
+    class ByAuthor(AuthorYearTitle):
+        def person_key(self, person: Any) -> str:  # "{Gemini Team, Google}" sorts under G, not after Z ("{" > "z")
+            return str(super().person_key(person)).replace("{", "").replace("}", "")
+
     class Style(PlainStyle):
         default_label_style = AuthorYearLabels
+        default_sorting_style = ByAuthor
 
     try:
         find_plugin("pybtex.style.formatting", "palmbook")
