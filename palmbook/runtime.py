@@ -131,7 +131,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 # ---- torchrun
 def resolve_distributed_mode(mode: str, world_size: int) -> str:
-    """"none", "ddp" or "fsdp": what a run of ``world_size`` processes does with ``mode`` ("auto": DDP if > 1)."""
+    """What a run of ``world_size`` processes does with ``mode``: "none", "ddp" or "fsdp" ("auto": DDP if > 1)."""
     if mode not in DISTRIBUTED_MODES:
         raise ValueError(f"distributed must be one of {', '.join(DISTRIBUTED_MODES)}; got {mode!r}")
     if mode == "auto":
@@ -191,7 +191,7 @@ def cpu_features() -> list[str]:
 
 
 def load_average() -> float | None:
-    """Runnable processes over the last minute (a busy machine times slower), or None where the OS has no such figure."""
+    """Runnable processes over the last minute (a busy machine times slower); None where the OS has no such figure."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):

