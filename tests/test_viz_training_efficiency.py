@@ -47,6 +47,16 @@ def test_spike_figure_marks_the_spike_the_undone_steps_and_the_skipped_batches()
     assert fig.layout.yaxis.type == "log"
 
 
+def test_spike_figure_reads_the_trainers_skip_window_as_zero_based_indices():
+    attempts = [{"batch": b, "step": b, "loss": 3.0, "kept": True} for b in range(1, 5)]
+    events = [{"event": "spike", "batches_seen": 7, "loss": 150.0, "median": 3.0},
+              {"event": "rollback", "to_step": 4, "skip_batches": [7, 11]}]  # fmt: skip
+    fig = viz.spike_figure(attempts, events)
+    (rect,) = fig.layout.shapes
+    assert (rect.x0, rect.x1) == (7.5, 11.5)  # indices 7..10 are batches 8..11, counted from 1
+    assert any(a.text == "4 batches skipped" for a in fig.layout.annotations)
+
+
 def test_tradeoff_menus_switch_marker_speed_and_size_axis():
     rows = [
         dict(name="fp32", group="teacher", disk_mb=20.0, memory_mb=19.5, nats_per_char=1.5, forward_tok_s=1000.0,

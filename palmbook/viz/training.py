@@ -163,15 +163,19 @@ def spike_figure(attempts: Sequence[dict], events: Sequence[dict]) -> go.Figure:
                 hovertemplate=f"batch %{{x}}: loss %{{y:.3g}}, median of the window {e['median']:.3g}<extra></extra>",
             )
         elif e["event"] == "rollback":
-            last = e["batches_seen"]
-            first = last - e["skipped_batches"] + 1
+            if "skip_batches" in e:  # the trainer's [start, stop): 0-based batch indices; batches here count from 1
+                start, stop = e["skip_batches"]
+                first, last = start + 1, stop
+            else:  # logs written before issue 15: the batch count at the rollback and how many were skipped
+                last = e["batches_seen"]
+                first = last - e["skipped_batches"] + 1
             fig.add_vrect(
                 x0=first - 0.5,
                 x1=last + 0.5,
                 fillcolor=ORANGE,
                 opacity=0.15,
                 line_width=0,
-                annotation_text=f"{e['skipped_batches']} batches skipped",
+                annotation_text=f"{last - first + 1} batches skipped",
                 annotation_position="top left",
             )
             fig.add_annotation(
