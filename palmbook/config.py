@@ -351,10 +351,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a finite number > 0 or None; got {name}={v!r}")
         if self.seed >= 2**63:  # torch.manual_seed and numpy's generators take at most 64 bits
             raise ValueError(f"TrainConfig.seed must be below 2**63; got seed={self.seed}")
-        if self.min_lr is not None and self.schedule == "cosine" and self.min_lr > self.peak_lr:
+        if self.min_lr is not None and self.min_lr > self.peak_lr:
             raise ValueError(
-                f"min_lr={self.min_lr} exceeds the peak lr {self.peak_lr}: the cosine schedule would rise instead of "
-                "decay; give a min_lr below --lr (default lr/10)"
+                f"min_lr={self.min_lr} exceeds the peak lr {self.peak_lr}: a cosine schedule would rise instead of "
+                "decay; give a min_lr below --lr (default lr/10; only --schedule cosine uses it)"
             )
         if self.spike_factor is not None and self.spike_factor <= 1:
             raise ValueError(f"spike_factor must be > 1 (e.g. 2.0: twice the recent median); got {self.spike_factor}")
