@@ -146,10 +146,3 @@ def test_distilling_brings_the_student_closer_to_the_teacher_than_training_alone
     assert kls[1.0] < 0.75 * before and kls[1.0] < kls[0.0]
     with pytest.raises(ValueError, match="needs a teacher"):
         S.distill(student, None, blocks, steps=1, batch_size=4, alpha=0.5, progress=False)
-
-
-def test_interleaved_times_calls_each_function_once_per_round():
-    calls = []
-    times = S.interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
-    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotated rounds
-    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}

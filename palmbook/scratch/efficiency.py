@@ -13,7 +13,8 @@
     distillation_loss       alpha T^2 KL(teacher_T || student_T) + (1 - alpha) (cross-entropy + z-loss)
                             (Hinton et al., 2015)
     distill                 a short training loop for a student on that loss (alpha = 0: trained alone)
-    interleaved_times       time several functions in turns (A B C A B C ...), so machine noise hits all alike
+
+Timing the variants in turns is plumbing, not the idea: ``palmbook.book.interleaved`` does it for the chapter.
 
 Shapes: W (out_features, in_features) as in ``nn.Linear``; x (..., in_features); logits (B, T, V).
 """
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,6 @@ __all__ = [
     "distill",
     "distillation_loss",
     "int8_linear",
-    "interleaved_times",
     "quantize_activations",
     "quantize_symmetric",
     "saved_bytes",
@@ -239,23 +237,3 @@ def distill(
         losses.append(loss.item())
     student.eval()
     return losses
-
-
-# --------------------------------------------------------------------------------------------- timing
-def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function, measured in turns: every round calls each once, in a rotated order.
-
-    A busy machine slows whatever runs while it is busy; taking turns spreads that over all the functions, and
-    the median over rounds ignores the worst rounds. ``warmup`` untimed rounds come first.
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
