@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "Batches",
     "LMData",
     "as_batches",
+    "hub_dataset_name",
     "lm_blocks",
     "load_corpus",
     "pack",
@@ -43,6 +45,14 @@ __all__ = [
 
 
 # ---- any corpus
+def hub_dataset_name(source: str) -> str:
+    """The dataset name of a ``"hub:owner/name"`` source, or one ValueError naming the form it must take."""
+    name = source[len("hub:") :] if source.startswith("hub:") else source
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        raise ValueError(f"{source!r} names no Hub dataset: write hub:owner/name, e.g. hub:roneneldan/TinyStories")
+    return name
+
+
 def load_corpus(
     source: Any = "shakespeare",
     *,
@@ -76,7 +86,7 @@ def load_corpus(
     elif isinstance(source, str) and source == "shakespeare":
         return shakespeare(level=level)
     elif isinstance(source, str) and source.startswith("hub:"):
-        dd = _load_hub(source[len("hub:") :], cache_dir, hub_kwargs)
+        dd = _load_hub(hub_dataset_name(source), cache_dir, hub_kwargs)
     elif isinstance(source, (str, os.PathLike, list, tuple, dict)):
         if isinstance(source, dict):
             data_files = {k: _text_files(v) for k, v in source.items()}

@@ -17,6 +17,7 @@ import numbers
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 __all__ = ["filter_logits", "generate", "sample_next"]
 
@@ -96,9 +97,7 @@ def _check_sampling(
         not _is_int(stop_token) or (vocab_size is not None and not 0 <= stop_token < vocab_size)
     ):
         limit = f" in [0, {vocab_size - 1}]" if vocab_size is not None else ""
-        raise ValueError(
-            f"stop_token must be a token id{limit} (e.g. tokenizer.eod_id) or None; got {stop_token!r}"
-        )
+        raise ValueError(f"stop_token must be a token id{limit} (e.g. tokenizer.eod_id) or None; got {stop_token!r}")
 
 
 @torch.no_grad()
@@ -112,13 +111,15 @@ def generate(
     stop_token: int | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Continue every prompt in idx (B, T) -> (B, T + n), n <= max_new_tokens.
 
     Prompts in a batch share one length (no padding, so positions and RoPE stay exact). Generation stops early
     once every row has produced ``stop_token``; rows that stopped are filled with ``stop_token``. Sampling is
     reproducible with ``seed`` (or your own ``generator``). The model must fit T + max_new_tokens positions:
-    asking for more raises a ValueError instead of silently sliding a window.
+    asking for more raises a ValueError instead of silently sliding a window. ``progress=True`` shows a tqdm bar
+    over the new tokens (off by default: a sampling loop in a chapter stays quiet).
     """
     _check_sampling(max_new_tokens, temperature, top_k, top_p, stop_token, model.config.vocab_size)
     if seed is not None and (not _is_int(seed) or not -(2**63) <= seed < 2**64):
@@ -147,7 +148,7 @@ def generate(
         pos = torch.tensor([T], device=idx.device)  # the compiled step's position, advanced in place by it
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         n = 0
-        for n in range(1, max_new_tokens + 1):
+        for n in tqdm(range(1, max_new_tokens + 1), desc="generating", unit="token", disable=not progress, leave=False):
             nxt = scores if scores.dim() == 1 else sample_next(scores, temperature, top_k, top_p, generator)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done, stop_token)

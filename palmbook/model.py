@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import PaLMConfig
+from .flops import check_fits_in_memory
 from .generate import generate
 from .hub import MODEL_CARD_TAGS, resolve_model_dir
 from .io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, load_safetensors, save_safetensors
@@ -356,6 +357,8 @@ class PaLM(nn.Module, PyTorchModelHubMixin, library_name="palmbook", tags=MODEL_
         if not isinstance(config, PaLMConfig):
             raise TypeError(f"PaLM expects a PaLMConfig, e.g. PaLMConfig.preset('palm-tiny'); got {type(config)}")
         self.config = config
+        if torch.empty(()).device.type == "cpu":  # not under `with torch.device("meta")`, where nothing is allocated
+            check_fits_in_memory(config, training=False)  # one ValueError instead of an allocator failure
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(ParallelBlock(config) for _ in range(config.n_layers))
         self.norm_f = LayerNorm(config.d_model, config.norm_eps)
@@ -607,7 +610,7 @@ class PaLM(nn.Module, PyTorchModelHubMixin, library_name="palmbook", tags=MODEL_
         """Continue each prompt in idx (B, T) by up to max_new_tokens tokens -> (B, T + n).
 
         Sampling options (see :func:`palmbook.generate.generate`): temperature (0 = greedy), top_k, top_p,
-        stop_token, generator, seed.
+        stop_token, generator, seed, progress (a tqdm bar over the new tokens).
         """
         return generate(self, idx, max_new_tokens, **sampling)
 

@@ -59,6 +59,7 @@ __all__ = [
     "LOCK_FILE",
     "METRICS_FILE",
     "RUN_FILE",
+    "TENSORBOARD_DIR",
     "TOKENIZER_FILE",
     "LockHolder",
     "NothingToResume",
@@ -80,6 +81,7 @@ TOKENIZER_FILE = TOKENIZER_NAME
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 LOCK_FILE = "run.lock"
+TENSORBOARD_DIR = "tensorboard"  # palmbook train --tensorboard writes its event files here
 
 Mode = Literal["fresh", "resume", "overwrite"]
 MODES: tuple[str, ...] = ("fresh", "resume", "overwrite")
@@ -89,7 +91,7 @@ _STEP_TEMP = re.compile(r"^\.step_(\d+)\.(tmp|old)-(\d+)$")  # write_checkpoint'
 _BEST_TEMP = re.compile(r"^\.best\.(tmp|old)-(\d+)$")
 _ATOMIC_NAMES = "|".join(map(re.escape, (RUN_FILE, METRICS_FILE, TOKENIZER_FILE)))
 _ATOMIC_TEMP = re.compile(rf"^\.({_ATOMIC_NAMES})\..+\.tmp$")  # io.atomic_write's temporaries (no pid)
-_ROOT_FILES = (RUN_FILE, METRICS_FILE, TOKENIZER_FILE, BEST_DIR, CHECKPOINTS_DIR)
+_ROOT_FILES = (RUN_FILE, METRICS_FILE, TOKENIZER_FILE, BEST_DIR, CHECKPOINTS_DIR, TENSORBOARD_DIR)
 
 
 # ============================================================================================ errors
@@ -269,7 +271,7 @@ class RunDirectory:
 
     def run_paths(self) -> list[Path]:
         """The paths that belong to the run (what ``"overwrite"`` removes): run.json, metrics.jsonl, the
-        tokenizer, best/, every checkpoint and every leftover temporary. Other files are the user's."""
+        tokenizer, best/, tensorboard/, every checkpoint and every leftover temporary. Other files are the user's."""
         if not self.root.is_dir():
             return []
         paths = [p for p in self.contents() if p.name in _ROOT_FILES and p.name != CHECKPOINTS_DIR]

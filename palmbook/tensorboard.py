@@ -20,23 +20,23 @@ from .train_hooks import Callback
 if TYPE_CHECKING:
     from .train import Trainer, TrainResult
 
-__all__ = ["TensorBoardLogger", "summary_writer"]
+__all__ = ["TensorBoardLogger", "require_tensorboard", "summary_writer"]
 
 
 _MISSING = "TensorBoard logging needs the tensorboard package: pip install tensorboard (or 'palmbook[tensorboard]')"
 
 
-def _require_tensorboard() -> None:
+def require_tensorboard() -> None:
     """Fail when a logger is made, not at the first step, if tensorboard is missing (found, not imported)."""
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is None:
-        raise ImportError(_MISSING)
+        raise ModuleNotFoundError(_MISSING)  # an ImportError, and the CLI's one-line kind
 
 
 def summary_writer(log_dir: str | os.PathLike) -> Any:
     """``torch.utils.tensorboard.SummaryWriter(log_dir)``, or an ImportError that names the install."""
-    _require_tensorboard()
+    require_tensorboard()
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=os.fspath(log_dir))
@@ -63,7 +63,7 @@ class TensorBoardLogger(Callback):
         if writer is None and log_dir is None:
             raise ValueError("TensorBoardLogger needs a log_dir (e.g. '<out_dir>/tensorboard') or a writer")
         if writer is None:
-            _require_tensorboard()
+            require_tensorboard()
         self.log_dir = log_dir
         self._writer = writer
 

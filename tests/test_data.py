@@ -364,3 +364,9 @@ def test_resuming_with_different_data_or_seed_is_a_value_error() -> None:
         Batches(numbered_blocks(), 4, seed=2).load_state_dict(state)
     with pytest.raises(ValueError, match="num_blocks"):
         Batches(numbered_blocks(30), 4, seed=1).load_state_dict(state)
+
+
+@pytest.mark.parametrize("source", ["hub:", "hub:/", "hub:a/b/c", "hub:owner/na me"])
+def test_a_malformed_hub_name_is_one_value_error_before_any_download(source: str) -> None:
+    with pytest.raises(ValueError, match="names no Hub dataset: write hub:owner/name"):
+        load_corpus(source)

@@ -81,3 +81,11 @@ def test_float_targets_are_a_type_error(tiny_model):
     idx = torch.zeros(1, 4, dtype=torch.long)
     with pytest.raises(TypeError, match="targets must hold integer token ids"):
         tiny_model(idx, targets=idx.float())
+
+
+def test_a_progress_bar_changes_no_generated_token(tiny_model, capsys):
+    prompt = torch.zeros(2, 3, dtype=torch.long)
+    quiet = tiny_model.generate(prompt, 6, temperature=0.9, top_k=20, seed=3)
+    shown = tiny_model.generate(prompt, 6, temperature=0.9, top_k=20, seed=3, progress=True)
+    assert torch.equal(quiet, shown)
+    assert "generating" in capsys.readouterr().err  # tqdm draws on stderr

@@ -274,3 +274,14 @@ def test_targets_of_another_shape_than_idx_name_the_fix(tiny_model, tiny_config)
     idx = torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match=r"tokens\[:, 1:\]"):
         tiny_model(idx, targets=torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_a_model_too_large_for_ram_fails_before_allocating_while_meta_still_builds(monkeypatch):
+    import palmbook.flops
+
+    monkeypatch.setattr(palmbook.flops, "available_memory", lambda: 2**10)  # a machine with 1 KiB free
+    config = PaLMConfig.preset("palm-tiny")
+    with pytest.raises(ValueError, match=r"needs at least .* of memory for its float32 weights"):
+        PaLM(config)
+    with torch.device("meta"):  # counting parameters allocates nothing, so it is never refused
+        assert PaLM(config).num_parameters() > 0

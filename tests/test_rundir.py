@@ -439,3 +439,14 @@ def test_without_repair_the_torn_line_would_eat_the_event(tmp_path):
         f.write(b'{"step": 2, "lo')
     append_record(log, {"event": "resume", "step": 1})
     assert not [r for r in load_metrics(log) if r.get("event") == "resume"]
+
+
+def test_overwrite_removes_the_runs_tensorboard_curves_too(tmp_path, quiet):
+    root = tmp_path / "run"
+    make_run(root)
+    (root / rundir.TENSORBOARD_DIR).mkdir()
+    (root / rundir.TENSORBOARD_DIR / "events.out.tfevents.1").write_text("curves of the old run")
+    with run_dir(root, quiet) as d:
+        prepared = d.prepare("overwrite")
+    assert not (root / rundir.TENSORBOARD_DIR).exists()
+    assert root / rundir.TENSORBOARD_DIR in prepared.removed

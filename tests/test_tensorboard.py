@@ -71,3 +71,16 @@ def test_the_real_summary_writer_leaves_an_event_file(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="pip install tensorboard")
     _train(tb.TensorBoardLogger(tmp_path / "tb"), steps=2)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed here")
+def test_palmbook_train_tensorboard_without_tensorboard_is_one_line_naming_the_install_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from palmbook.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "palm-tiny", "--steps", "1", "--out-dir", str(out), "--tensorboard"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "pip install" in err[0] and "tensorboard" in err[0]
+    assert not out.exists()  # refused before the run directory was made

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,13 @@ from tqdm.auto import tqdm
 from ..book.profiles import profile
 from ..checkpoint import read_training_checkpoint
 from ..config import OPTIMIZERS, SCHEDULES, PaLMConfig, TrainConfig
-from ..data import prepare_lm_data
+from ..data import hub_dataset_name, prepare_lm_data
 from ..flops import check_fits_in_memory
 from ..io import atomic_write
 from ..model import PaLM
-from ..rundir import RUN_FILE, TOKENIZER_FILE, RunDirectory
+from ..rundir import RUN_FILE, TENSORBOARD_DIR, TOKENIZER_FILE, RunDirectory
 from ..runtime import DISTRIBUTED_MODES, PRECISIONS, cleanup_distributed, init_distributed
+from ..tensorboard import TensorBoardLogger, require_tensorboard
 from ..tokenizer import Tokenizer
 from ..train import Trainer
 
@@ -94,6 +94,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         metavar="DIR",
         help="where checkpoints, metrics.jsonl, best/ and tokenizer.model go (required)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard curves to <out-dir>/tensorboard (pip install 'palmbook[tensorboard]')",
     )
     how = p.add_mutually_exclusive_group()
     how.add_argument(
@@ -265,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("palmbook train needs --out-dir DIR (checkpoints, logs and the tokenizer go there)")
     out = Path(flags["out_dir"])
     command = list(getattr(args, "argv", sys.argv))
+    if args.tensorboard:
+        require_tensorboard()  # before the run directory is touched
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "fresh"
     run_dir, prepared = None, None
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 owns the directory: lock it before writing anything
@@ -305,10 +312,8 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
             raise ValueError(f"--resume cannot change {'; '.join(conflicts)}: drop those flags, or start a new run "
                              "with another --out-dir")  # fmt: skip
 
-    if isinstance(source, str) and source.startswith("hub:") and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source[4:]):
-        raise ValueError(
-            f"--data {source!r} names no Hub dataset: write hub:owner/name, e.g. hub:roneneldan/TinyStories"
-        )
+    if isinstance(source, str) and source.startswith("hub:"):
+        hub_dataset_name(source)  # a malformed name fails here, before anything is written
     # A model that cannot fit fails here, in one line, before the tokenizer or run.json is written.
     on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     check_fits_in_memory(model_config, optimizer=config.optimizer, training=on_cpu)
@@ -343,8 +348,11 @@ def _run(args: argparse.Namespace, flags: dict[str, Any], out: Path, command: li
                                    sample_by=sample_by)  # fmt: skip
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         model = PaLM(model_config)
+        # TensorBoard beside metrics.jsonl, on rank 0 only (the callback checks the rank itself)
+        callbacks = [TensorBoardLogger(out / TENSORBOARD_DIR)] if args.tensorboard else []
         trainer = Trainer(model, config, data.train, data.validation, tokenizer=data.tokenizer,
-                          chars_per_token=data.chars_per_token, run_dir=run_dir, prepared=prepared)  # fmt: skip
+                          chars_per_token=data.chars_per_token, callbacks=callbacks, run_dir=run_dir,
+                          prepared=prepared)  # fmt: skip
         if rank == 0:
             n = model.num_parameters()
             tqdm.write(
