@@ -11,6 +11,8 @@
 | ``feed_forward`` | 4 the feed-forward layer| ``efficiency``  | 10 efficiency                    |
 | ``loss``         | 5 output and loss       | ``scaling``     | 11 scaling up                    |
 | ``backprop``     | 6 backpropagation       | ``common``      | palette, controls, shared charts |
+| ``palm``         | 6 PaLM in one page      | ``optimisers``  | 8 optimisers                     |
+| ``scale``        | 11 what scale buys      |                 |                                  |
 
 The modules are named as ``palmbook.scratch``'s are. Every interactive control is plotly's own (sliders, buttons,
 dropdowns), so it keeps working on the static book page, with no kernel. The figures sit on top of the package:
@@ -26,7 +28,10 @@ from .embeddings import embedding_map_figure, logit_scale_figure
 from .feed_forward import activation_figure, gated_unit_figure, swish_beta_figure
 from .live import LivePlot
 from .loss import logit_shift_figure, loss_and_log_z_figure, prediction_steps_figure
+from .optimisers import clipping_figure, optimiser_paths_figure, seed_band_figure
+from .palm import parameter_breakdown_figure
 from .sampling import generation_speed_figure, repetition_figure, sampling_filters_figure
+from .scale import cot_figure, curves_figure, emergence_figure, induction_figure, scaling_figure, shots_figure
 from .scaling import compute_budget_figure
 from .tokenization import TOKEN_KINDS, token_grid_figure, token_spans_html
 from .training import lr_schedule_figure, spike_figure, training_runs_figure
@@ -37,24 +42,34 @@ __all__ = [
     "activation_figure",
     "attention_map_figure",
     "backward_pass_figure",
+    "clipping_figure",
     "compute_budget_figure",
     "confusion_figure",
+    "cot_figure",
+    "curves_figure",
     "descent_figure",
     "embedding_map_figure",
+    "emergence_figure",
     "examples_table_figure",
     "gated_unit_figure",
     "generation_speed_figure",
     "in_colab",
     "in_notebook",
+    "induction_figure",
     "logit_scale_figure",
     "logit_shift_figure",
     "loss_and_log_z_figure",
     "lr_schedule_figure",
     "memory_trace_figure",
+    "optimiser_paths_figure",
+    "parameter_breakdown_figure",
     "prediction_steps_figure",
     "repetition_figure",
     "rope_rotation_figure",
     "sampling_filters_figure",
+    "scaling_figure",
+    "seed_band_figure",
+    "shots_figure",
     "show_with_script",
     "softmax_temperature_figure",
     "spike_figure",
