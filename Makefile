@@ -1,5 +1,6 @@
 # palmbook: one command per job. Everything installs into ./.venv, so a fresh clone needs only python3 and make.
 #   make book     install, then build the book into _build/html (the main job)
+#   make pdf      the built book as one PDF (_build/pdf/palmbook.pdf), printed offline by Chromium
 #   make test     install, then run the whole test suite (what CI runs through .ci/run)
 #   make execute  re-execute every chapter (profile cpu) and save outputs + widget state into the notebooks
 #   make lint     ruff
@@ -18,7 +19,7 @@ NB      ?=
 # the page cannot draw) fails the build; --keep-going lists them all first. A draft: `make book JBFLAGS=--keep-going`.
 JBFLAGS ?= -W -n --keep-going
 
-.PHONY: book test execute lint clean colab-check
+.PHONY: book pdf test execute lint clean colab-check
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +32,10 @@ book: $(VENV)/.installed-book
 	$(PY) book/_ext/assets.py
 	$(VENV)/bin/jupyter-book build . $(JBFLAGS)
 	@echo "The book is built: open _build/html/index.html"
+
+# The book as one PDF (_build/pdf/palmbook.pdf): every built page printed by Debian's Chromium, offline.
+pdf: book
+	$(PY) tools/book_pdf.py
 
 execute: $(VENV)/.installed-book
 	$(PY) tools/chapters.py execute --profile $(PROFILE) $(NB)
