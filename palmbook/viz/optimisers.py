@@ -58,15 +58,9 @@ def optimiser_paths_figure(
     A slider over steps moves a marker to every optimiser's point after k steps and a dashed line to step k on
     the right; the paths themselves stay drawn in full (faint). Hover for exact points and losses.
     """
-    settings = list(paths)
-    names = list(paths[settings[0]])
-    lengths = {len(p) for s in settings for p in paths[s].values()}
-    if len(lengths) != 1 or any(list(paths[s]) != names for s in settings):
-        raise ValueError("every setting needs the same optimisers, and every path the same number of steps")
-    n = lengths.pop()
+    settings, names, n = _check_paths(paths)
     lo = torch.tensor([x_range[0], y_range[0]], dtype=torch.float64)
     hi = torch.tensor([x_range[1], y_range[1]], dtype=torch.float64)
-
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -74,6 +68,44 @@ def optimiser_paths_figure(
         horizontal_spacing=0.09,
         subplot_titles=("the loss surface and each optimiser's path", "loss after each step"),
     )
+    _add_contours(fig, surface, x_range, y_range, grid)
+    markers: list[int] = []  # trace indices of the current-step markers, in (setting, name) order
+    for si, s in enumerate(settings):
+        for i, name in enumerate(names):
+            lr = lr_labels[s][name] if lr_labels else None
+            label = f"{name} (lr {lr:g})" if lr is not None else name
+            style = dict(colour=_COLOURS[i % len(_COLOURS)], group=f"{s}/{name}", visible=si == 0)
+            markers.append(_add_path(fig, surface, paths[s][name], label, lo, hi, **style))
+    steps = [_slider_step(k, _points_at(paths, settings, names, k, lo, hi), markers) for k in range(n)]
+    fig.add_vline(x=0, line=dict(color="#555", dash="dash", width=1), row=1, col=2)
+    menus = [_setting_menu(settings, 3 * len(names))] if len(settings) > 1 else []
+    _lay_out(fig, x_range, y_range, n, title, steps, menus)
+    return fig
+
+
+def _check_paths(paths: Mapping[str, Mapping[str, Tensor]]) -> tuple[list[str], list[str], int]:
+    """The settings, the optimiser names and the number of points per path; refuses ragged ``paths``."""
+    settings = list(paths)
+    names = list(paths[settings[0]])
+    lengths = {len(p) for s in settings for p in paths[s].values()}
+    if len(lengths) != 1 or any(list(paths[s]) != names for s in settings):
+        raise ValueError("every setting needs the same optimisers, and every path the same number of steps")
+    return settings, names, lengths.pop()
+
+
+def _clamp(pts: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Points (..., 2) pulled into the box [lo, hi]; NaN (a diverged path) goes to the far edge."""
+    return torch.minimum(torch.maximum(torch.nan_to_num(pts, nan=1e9), lo), hi)
+
+
+def _add_contours(
+    fig: go.Figure,
+    surface: Callable[[Tensor], Tensor],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    grid: int,
+) -> None:
+    """log10 of the loss on a grid x grid lattice over the box, as contours on the left (trace 0)."""
     xs = torch.linspace(*x_range, grid, dtype=torch.float64)
     ys = torch.linspace(*y_range, grid, dtype=torch.float64)
     z = surface(torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1))
@@ -89,85 +121,114 @@ def optimiser_paths_figure(
         row=1,
         col=1,
     )
-    markers: list[int] = []  # trace indices of the current-step markers, in (setting, name) order
+
+
+def _add_path(
+    fig: go.Figure,
+    surface: Callable[[Tensor], Tensor],
+    path: Tensor,
+    label: str,
+    lo: Tensor,
+    hi: Tensor,
+    colour: str,
+    group: str,
+    visible: bool,
+) -> int:
+    """One optimiser's three traces: its path (left), its loss per step (right) and the marker the slider moves.
+
+    ``path``: (steps + 1, 2). Returns the marker's trace index.
+    """
+    pts = path.detach().double()
+    shown = _clamp(pts, lo, hi)
+    loss = surface(pts.clamp(-1e6, 1e6))
+    n = len(pts)
+    common = dict(legendgroup=group, visible=visible)
+    hover = f"{label}<br>step %{{customdata}}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"
+    fig.add_scatter(
+        x=_r(shown[:, 0]),
+        y=_r(shown[:, 1]),
+        customdata=list(range(n)),
+        mode="lines",
+        line=dict(color=colour, width=1.5),
+        opacity=0.55,
+        name=label,
+        hovertemplate=hover,
+        **common,
+        row=1,
+        col=1,
+    )
+    fig.add_scatter(
+        x=list(range(n)),
+        y=[float(f"{v:.4g}") for v in loss],
+        mode="lines",
+        showlegend=False,
+        line=dict(color=colour, width=2),
+        name=label,
+        **common,
+        row=1,
+        col=2,
+        hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4g}}<extra></extra>",
+    )
+    fig.add_scatter(
+        x=_r(shown[:1, 0]),
+        y=_r(shown[:1, 1]),
+        mode="markers",
+        showlegend=False,
+        marker=dict(color=colour, size=12, line=dict(color="white", width=1.5)),
+        hoverinfo="skip",
+        **common,
+        row=1,
+        col=1,
+    )
+    return len(fig.data) - 1
+
+
+def _points_at(
+    paths: Mapping[str, Mapping[str, Tensor]], settings: list[str], names: list[str], k: int, lo: Tensor, hi: Tensor
+) -> list[Tensor]:
+    """Every path's point after k steps, in (setting, name) order, clamped into the drawn box."""
+    return [_clamp(paths[s][name][k].detach().double(), lo, hi) for s in settings for name in names]
+
+
+def _slider_step(k: int, at_k: list[Tensor], markers: list[int]) -> dict:
+    """Slider step k: every marker (trace indices ``markers``) to its point ``at_k`` (each (2,)), the dashed line
+    (shapes[0]) to step k. Only the markers are restyled, so the page stays small however many steps there are."""
+    xk, yk = [_r(p[:1]) for p in at_k], [_r(p[1:]) for p in at_k]
+    return dict(
+        method="update",
+        label=str(k),
+        args=[{"x": xk, "y": yk}, {"shapes[0].x0": k, "shapes[0].x1": k}, markers],
+    )
+
+
+def _setting_menu(settings: list[str], per_setting: int) -> dict:
+    """A dropdown with one button per setting that shows the contours and only that setting's traces."""
+    buttons = []
     for si, s in enumerate(settings):
-        for i, name in enumerate(names):
-            pts = paths[s][name].detach().double()
-            shown = torch.minimum(torch.maximum(torch.nan_to_num(pts, nan=1e9), lo), hi)
-            loss = surface(pts.clamp(-1e6, 1e6))
-            lr = lr_labels[s][name] if lr_labels else None
-            label = f"{name} (lr {lr:g})" if lr is not None else name
-            colour, visible = _COLOURS[i % len(_COLOURS)], si == 0
-            common = dict(legendgroup=f"{s}/{name}", visible=visible)
-            hover = f"{label}<br>step %{{customdata}}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"
-            fig.add_scatter(
-                x=_r(shown[:, 0]),
-                y=_r(shown[:, 1]),
-                customdata=list(range(n)),
-                mode="lines",
-                line=dict(color=colour, width=1.5),
-                opacity=0.55,
-                name=label,
-                hovertemplate=hover,
-                **common,
-                row=1,
-                col=1,
-            )
-            fig.add_scatter(
-                x=list(range(n)),
-                y=[float(f"{v:.4g}") for v in loss],
-                mode="lines",
-                showlegend=False,
-                line=dict(color=colour, width=2),
-                name=label,
-                **common,
-                row=1,
-                col=2,
-                hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4g}}<extra></extra>",
-            )
-            fig.add_scatter(
-                x=_r(shown[:1, 0]),
-                y=_r(shown[:1, 1]),
-                mode="markers",
-                showlegend=False,
-                marker=dict(color=colour, size=12, line=dict(color="white", width=1.5)),
-                hoverinfo="skip",
-                **common,
-                row=1,
-                col=1,
-            )
-            markers.append(len(fig.data) - 1)
-    per_setting = 3 * len(names)
-    steps = []
-    for k in range(n):
-        at_k = _points_at(paths, settings, names, k, lo, hi)
-        xk, yk = [_r(p[:1]) for p in at_k], [_r(p[1:]) for p in at_k]
-        steps.append(
-            dict(
-                method="update",
-                label=str(k),
-                args=[{"x": xk, "y": yk}, {"shapes[0].x0": k, "shapes[0].x1": k}, markers],
-            )
-        )
-    fig.add_vline(x=0, line=dict(color="#555", dash="dash", width=1), row=1, col=2)
-    menus = []
-    if len(settings) > 1:
-        buttons = []
-        for si, s in enumerate(settings):
-            visible = [True] + [j // per_setting == si for j in range(per_setting * len(settings))]
-            buttons.append(dict(label=s, method="restyle", args=[{"visible": visible}]))
-        menus.append(
-            dict(
-                type="dropdown",
-                buttons=buttons,
-                x=0.0,
-                xanchor="left",
-                y=1.2,
-                yanchor="bottom",
-                active=0,
-                showactive=True,
-            )
-        )
+        visible = [True] + [j // per_setting == si for j in range(per_setting * len(settings))]
+        buttons.append(dict(label=s, method="restyle", args=[{"visible": visible}]))
+    return dict(
+        type="dropdown",
+        buttons=buttons,
+        x=0.0,
+        xanchor="left",
+        y=1.2,
+        yanchor="bottom",
+        active=0,
+        showactive=True,
+    )
+
+
+def _lay_out(
+    fig: go.Figure,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    n: int,
+    title: str,
+    steps: list[dict],
+    menus: list[dict],
+) -> None:
+    """Axes (the box on the left, n steps and a log loss on the right), the title clear of the menu, the slider."""
     fig.update_xaxes(range=list(x_range), title_text="x", row=1, col=1)
     fig.update_yaxes(range=list(y_range), title_text="y", row=1, col=1)
     fig.update_xaxes(title_text="step", range=[-0.5, n - 0.5], row=1, col=2)
@@ -180,13 +241,6 @@ def optimiser_paths_figure(
         height=600,
         margin=dict(t=110, b=210),
     )
-    return fig
-
-
-def _points_at(paths, settings, names, k, lo, hi) -> list[Tensor]:
-    """Every path's point after k steps, in (setting, name) order, clamped into the drawn box."""
-    pts = [paths[s][name][k].detach().double() for s in settings for name in names]
-    return [torch.minimum(torch.maximum(torch.nan_to_num(p, nan=1e9), lo), hi) for p in pts]
 
 
 def clipping_figure(
