@@ -105,13 +105,3 @@ def test_distinct_ngrams_is_one_without_repeats_and_small_for_a_loop():
     assert S.distinct_ngrams([1, 2] * 10, 3) == 2 / 18
     with pytest.raises(ValueError, match="at least n=3"):
         S.distinct_ngrams([1, 2], 3)
-
-
-def test_timing_interleaves_methods_and_keeps_every_sample():
-    calls = []
-    times = S.time_generation({"a": lambda n: calls.append(("a", n)), "b": lambda n: calls.append(("b", n))},
-                              lengths=[1, 2], repeats=2)  # fmt: skip
-    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2)] * 2
-    assert all(len(v) == 2 for per in times.values() for v in per.values())
-    med, lo, hi = S.median_rate([1.0, 2.0, 4.0], tokens=8)
-    assert (med, lo, hi) == (4.0, 2.0, 8.0)

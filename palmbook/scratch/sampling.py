@@ -25,9 +25,7 @@ The package's versions (``palmbook.generate``) are faster and must agree with th
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -45,10 +43,8 @@ __all__ = [
     "generate_cached",
     "generate_recompute",
     "greedy",
-    "median_rate",
     "next_token_probs",
     "sample",
-    "time_generation",
     "top_k_filter",
     "top_p_filter",
     "with_temperature",
@@ -252,31 +248,6 @@ def distinct_ngrams(ids: Sequence[int], n: int = 3) -> float:
     if not grams:
         raise ValueError(f"need at least n={n} tokens to count {n}-grams; got {len(ids)}")
     return len(set(grams)) / len(grams)
-
-
-def time_generation(
-    methods: dict[str, Callable[[int], object]], lengths: Sequence[int], repeats: int = 3
-) -> dict[str, dict[int, list[float]]]:
-    """Seconds each ``methods[name](n)`` takes for every n in ``lengths``, ``repeats`` times.
-
-    The calls are interleaved (every method and length once per round, round after round), so a slow spell of a
-    shared machine hits all methods alike instead of one. Returns ``{name: {n: [seconds, ...]}}``; report the
-    median and the spread, not the best.
-    """
-    times: dict[str, dict[int, list[float]]] = {name: {n: [] for n in lengths} for name in methods}
-    for _ in range(repeats):
-        for n in lengths:
-            for name, fn in methods.items():
-                start = time.perf_counter()
-                fn(n)
-                times[name][n].append(time.perf_counter() - start)
-    return times
-
-
-def median_rate(seconds: Sequence[float], tokens: int) -> tuple[float, float, float]:
-    """(median, slowest, fastest) tokens per second of repeated timings of ``tokens`` tokens."""
-    rates = [tokens / s for s in seconds]
-    return statistics.median(rates), min(rates), max(rates)
 
 
 def entropy_bits(probs: Tensor) -> Tensor:
