@@ -7,6 +7,9 @@ was committed half-run, run out of order, run without `setup()`, or saved withou
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -142,3 +145,41 @@ def test_figures_carry_html_for_the_static_book(path):
                 html = data.get("text/html", "")
                 assert "Plotly.newPlot" in html, f"{path.name} code cell {i}: figure without HTML; call setup() first"
                 assert "cdn.plot.ly" not in html and "<script src=" not in html, "figures must not load plotly.js"
+
+
+# Plumbing has one home (palmbook.book): a chapter that writes its own copy drifts from the others.
+PLUMBING = {"show_source", "machine", "train_stand_in", "timed", "interleaved", "explorer"}
+
+
+def _syntax(cell: nbformat.NotebookNode) -> ast.Module:
+    """A code cell as Python, IPython's ``%magic`` and ``!shell`` lines left out."""
+    lines = cell.source.splitlines()
+    return ast.parse("\n".join(line for line in lines if not line.lstrip().startswith(("%", "!"))))
+
+
+@each_chapter
+def test_defines_no_plumbing_of_its_own(path):
+    defined = {
+        node.name
+        for cell in _code_cells(_read(path))
+        for node in ast.walk(_syntax(cell))
+        if isinstance(node, ast.FunctionDef)
+    }
+    copies = defined & PLUMBING
+    assert not copies, f"{path.name} defines {sorted(copies)}: use palmbook.book's (from palmbook.book import ...)"
+
+
+@each_chapter
+def test_imports_only_public_names(path):
+    for cell in _code_cells(_read(path)):
+        for node in ast.walk(_syntax(cell)):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "palmbook"):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                name = alias.name
+                submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{name}")
+                assert not name.startswith("_") and (name in getattr(module, "__all__", ()) or submodule), (
+                    f"{path.name}: `from {node.module} import {name}` is not in {node.module}.__all__: "
+                    "import a public name"
+                )
