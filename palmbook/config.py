@@ -170,12 +170,11 @@ class PaLMConfig:
     @classmethod
     def load(cls, path: str | Path) -> PaLMConfig:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}; expected the config.json written by save_pretrained")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); re-save it with PaLMConfig.save") from None
+        data = _read_json(
+            path,
+            missing=f"no config file at {path}; expected the config.json written by save_pretrained",
+            fix="; re-save it with PaLMConfig.save",
+        )
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object of PaLMConfig fields")
         return cls.from_dict(data)
@@ -455,13 +454,20 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no training config at {path}; write a JSON object of TrainConfig fields")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(
+            _read_json(path, missing=f"no training config at {path}; write a JSON object of TrainConfig fields")
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+# ---- reading a config file
+def _read_json(path: Path, *, missing: str, fix: str = "") -> Any:
+    """The JSON in ``path``; FileNotFoundError(``missing``) or one ValueError naming the file (and ``fix``)."""
+    if not path.is_file():
+        raise FileNotFoundError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}){fix}") from None
