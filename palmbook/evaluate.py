@@ -1,4 +1,4 @@
-"""Evaluating a language model on tasks: likelihood scoring, perplexity, and the standard metrics (chapter 9).
+"""Evaluating a language model on tasks: likelihood scoring, perplexity, and the standard metrics (chapter 12).
 
     score_continuations   log p(continuation | context) under the model, summed or per token: how a decoder-only
                           LM answers multiple choice and classifies by prompting (PaLM §6.1 follows GPT-3 here)

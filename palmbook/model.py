@@ -276,7 +276,7 @@ class ParallelBlock(nn.Module):
         gate, up = fused[:, (H + 2) * h :].chunk(2, dim=-1)
         mlp = F.silu(gate, inplace=True).mul_(up)  # the fused buffer is a temporary: reuse it
         # Under autocast keep forward()'s dtypes (a float32 residual stream). Output layers without a weight tensor
-        # (int8 layers from torch's quantize_dynamic, Chapter 10) run their own forward: addmm needs the tensor.
+        # (int8 layers from torch's quantize_dynamic, Chapter 13) run their own forward: addmm needs the tensor.
         plain = isinstance(self.attn_out.weight, Tensor) and isinstance(self.ffn_out.weight, Tensor)
         if torch.is_autocast_enabled(x.device.type) or not plain:
             return x + self.attn_out(attn) + self.ffn_out(mlp)

@@ -1,4 +1,4 @@
-"""Downstream tasks with held-out splits and exact labels, built deterministically from a seed (chapter 9).
+"""Downstream tasks with held-out splits and exact labels, built deterministically from a seed (chapter 12).
 
 Every builder returns a ``datasets.DatasetDict``; the same arguments always give the same rows.
 

@@ -158,7 +158,7 @@ def test_memory_facts_skip_falcon_with_the_reason_when_it_cannot_take_the_shape(
 
 
 def test_the_stored_benchmark_file_still_formats():
-    # chapter 12 prints book/data/benchmark.json with format_results; its load averages are strings of three numbers
+    # appendix A prints book/data/benchmark.json with format_results; its load averages are strings of three numbers
     res = json.loads((BOOK_DATA / "benchmark.json").read_text())
     text = bench.format_results(res)
     assert f"load average {res['machine']['load_average_at_start']} at start" in text

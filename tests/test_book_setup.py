@@ -198,7 +198,7 @@ def test_book_data_that_this_edition_lacks_is_a_file_not_found_error(tmp_path, m
         raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
 
     with pytest.raises(FileNotFoundError, match="could not be downloaded"):
-        book_data("gpu_mfu.json", fetch=True, opener=not_there)  # chapter 12 shows "not measured" on this error
+        book_data("gpu_mfu.json", fetch=True, opener=not_there)  # appendix A shows "not measured" on this error
 
 
 @pytest.mark.parametrize(

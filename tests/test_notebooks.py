@@ -79,7 +79,7 @@ def test_has_no_empty_code_cells(path):
 @each_chapter
 def test_opens_with_a_numbered_title(path):
     first = _read(path).cells[0]
-    number = int(path.name[:2])
+    number = chapters.chapter_number(path)
     assert first.cell_type == "markdown"
     assert re.match(rf"# {number}\. \S", first.source), f"{path.name}: the first cell must start with '# {number}. '"
 

@@ -1,4 +1,4 @@
-"""Chapter 6's activation-memory tools: what they measure is right, and checkpointing trades memory for compute only."""
+"""Chapter 7's activation-memory tools: what they measure is right, and checkpointing trades memory for compute only."""
 
 from __future__ import annotations
 

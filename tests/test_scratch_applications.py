@@ -1,4 +1,4 @@
-"""Chapter 9's from-scratch pieces: they agree with the package and do what their docstrings promise."""
+"""Chapter 12's from-scratch pieces: they agree with the package and do what their docstrings promise."""
 
 import math
 

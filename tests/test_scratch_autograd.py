@@ -1,4 +1,4 @@
-"""The scalar autograd engine of chapter 6: its gradients are torch.autograd's and the finite differences'."""
+"""The scalar autograd engine of chapter 7: its gradients are torch.autograd's and the finite differences'."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 6's hand-derived gradients equal torch.autograd's and the central finite differences'."""
+"""Chapter 7's hand-derived gradients equal torch.autograd's and the central finite differences'."""
 
 from __future__ import annotations
 

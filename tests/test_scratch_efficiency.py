@@ -1,4 +1,4 @@
-"""Specifications of chapter 10's from-scratch int8 quantisation, size accounting and distillation loss, and their
+"""Specifications of chapter 13's from-scratch int8 quantisation, size accounting and distillation loss, and their
 agreement with torch's dynamic quantisation and with palmbook's model."""
 
 import copy

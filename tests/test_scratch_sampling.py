@@ -1,4 +1,4 @@
-"""Specifications of chapter 8's from-scratch samplers and KV cache, and their agreement with the package."""
+"""Specifications of chapter 10's from-scratch samplers and KV cache, and their agreement with the package."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Specifications of chapter 11's from-scratch FLOP and memory counts and parallelism, against the package."""
+"""Specifications of chapter 14's from-scratch FLOP and memory counts and parallelism, against the package."""
 
 import pytest
 import torch

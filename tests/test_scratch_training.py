@@ -1,4 +1,4 @@
-"""Specifications of chapter 7's from-scratch data packing, optimisers and clipping, and their agreement with the
+"""Specifications of chapter 9's from-scratch data packing, optimisers and clipping, and their agreement with the
 package (palmbook.data.pack, palmbook.PaLMAdafactor) and with torch (AdamW, clip_grad_norm_)."""
 
 import math

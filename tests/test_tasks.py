@@ -1,4 +1,4 @@
-"""Task builders of chapter 9: number names agree with independent libraries, splits are disjoint and seeded."""
+"""Task builders of chapter 12: number names agree with independent libraries, splits are disjoint and seeded."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""Chapter 9's figures: one visible trace per menu entry, values as given, text escaped."""
+"""Chapter 12's figures: one visible trace per menu entry, values as given, text escaped."""
 
 import pytest
 

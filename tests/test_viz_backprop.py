@@ -1,4 +1,4 @@
-"""Chapter 6's figures: each slider step shows the state it claims to show, and nothing plays by itself."""
+"""Chapter 7's figures: each slider step shows the state it claims to show, and nothing plays by itself."""
 
 from __future__ import annotations
 

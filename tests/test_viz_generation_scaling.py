@@ -1,4 +1,4 @@
-"""Chapters 8 and 11's figures: what each slider changes, and the numbers they start with."""
+"""Chapters 10 and 14's figures: what each slider changes, and the numbers they start with."""
 
 import math
 

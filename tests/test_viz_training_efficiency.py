@@ -1,4 +1,4 @@
-"""Chapters 7 and 10's figures: what each slider and menu changes, and the numbers they start with."""
+"""Chapters 9 and 13's figures: what each slider and menu changes, and the numbers they start with."""
 
 import math
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -71,8 +72,14 @@ def install_spec() -> str:
 
 
 def chapters() -> list[Path]:
-    """Every chapter notebook ``book/NN_topic.ipynb``, in order."""
-    return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+    """Every chapter notebook, in order: ``book/NN_topic.ipynb`` then the appendices ``book/A_topic.ipynb``."""
+    return sorted(BOOK.glob("[0-9][0-9]_*.ipynb")) + sorted(BOOK.glob("[A-Z]_*.ipynb"))
+
+
+def chapter_number(notebook: Path) -> str:
+    """The number a chapter's title starts with: ``"3"`` for ``03_attention``, ``"A"`` for ``A_measuring_speed``."""
+    head = notebook.name.split("_", 1)[0]
+    return str(int(head)) if head.isdigit() else head
 
 
 def colab_url(notebook: Path) -> str:
@@ -132,8 +139,9 @@ def header_cells(title: str) -> list[nbformat.NotebookNode]:
 def new_chapter(path: Path, title: str) -> Path:
     if path.exists():
         raise SystemExit(f"{path} already exists; pick another name or edit it")
-    if path.parent.resolve() != BOOK or not path.name[:2].isdigit() or path.suffix != ".ipynb":
-        raise SystemExit(f"chapters are book/NN_topic.ipynb; got {path}")
+    head = path.name.split("_", 1)[0]
+    if path.parent.resolve() != BOOK or not re.fullmatch(r"\d\d|[A-Z]", head) or path.suffix != ".ipynb":
+        raise SystemExit(f"chapters are book/NN_topic.ipynb (appendices book/A_topic.ipynb); got {path}")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         *header_cells(title),

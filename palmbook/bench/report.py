@@ -6,7 +6,7 @@
     format_gpu_mfu        one line: a preset's tokens/s, MFU and peak memory on one GPU
     write_json            the results plus the command that reproduces them, written atomically
 
-Every function takes the JSON-ready dict a measurement returned, so chapter 12 formats the stored
+Every function takes the JSON-ready dict a measurement returned, so appendix A formats the stored
 ``book/data/*.json`` files with the same code that printed them.
 """
 

@@ -1,6 +1,6 @@
 """Activation memory: what autograd keeps for the backward pass, measured, and activation checkpointing.
 
-The backward formulas of chapter 6 need tensors from the forward pass (a linear layer's dW = dy^T x needs x; the
+The backward formulas of chapter 7 need tensors from the forward pass (a linear layer's dW = dy^T x needs x; the
 attention backward needs Q, K, V and the softmax statistics). Autograd saves them during the forward pass and frees
 them during the backward pass. This module measures that memory two independent ways:
 

@@ -1,4 +1,4 @@
-"""Applications from scratch: the teaching versions built in chapter 9 (``book/09_applications.ipynb``).
+"""Applications from scratch: the teaching versions built in chapter 12 (``book/12_applications.ipynb``).
 
     continuation_logprob   log p(answer | prompt) read off the logits one position at a time: the definition that
                            ``palmbook.evaluate.score_continuations`` computes in batches

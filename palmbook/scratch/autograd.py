@@ -1,6 +1,6 @@
 """A scalar automatic-differentiation engine: reverse-mode autodiff ("backpropagation") on single numbers.
 
-Chapter 6 builds this piece by piece. Every arithmetic operation on a :class:`Value` returns a new ``Value`` that
+Chapter 7 builds this piece by piece. Every arithmetic operation on a :class:`Value` returns a new ``Value`` that
 remembers its inputs (its *parents* in the computation graph) and a small closure, ``_backward``, that knows the
 local derivative of that one operation. :meth:`Value.backward` then visits the graph from the output back to the
 inputs, in reverse topological order, and applies the chain rule once per node:

@@ -1,6 +1,6 @@
 """Backpropagation by hand: the gradients of PaLM's main pieces as explicit tensor formulas.
 
-Chapter 6 derives each formula on paper; this module writes them down, so that tests (and the chapter) can check
+Chapter 7 derives each formula on paper; this module writes them down, so that tests (and the chapter) can check
 them against ``torch.autograd`` and against finite differences. Nothing here calls ``.backward()``: every gradient
 is a formula of the forward pass's inputs and of the gradient arriving from above (``grad_out``, the derivative of
 the final scalar loss with respect to this piece's output).

@@ -1,5 +1,5 @@
-"""Making a model smaller and faster, from scratch: the teaching versions built in chapter 10
-(``book/10_efficiency.ipynb``).
+"""Making a model smaller and faster, from scratch: the teaching versions built in chapter 13
+(``book/13_efficiency.ipynb``).
 
     quantize_symmetric      a weight matrix W (out, in) -> int8 codes and one scale per output row ("per channel")
                             or one for the whole matrix ("per tensor"), as torch's int8 weight observers compute them

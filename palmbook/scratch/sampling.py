@@ -1,4 +1,4 @@
-"""Generation from scratch: the teaching version built in chapter 8 (``book/08_generation.ipynb``).
+"""Generation from scratch: the teaching version built in chapter 10 (``book/10_generation.ipynb``).
 
 A language model gives, at every step, one score (logit) per vocabulary entry for the next token. Generating text
 is choosing a token from those scores, appending it, and asking again. This module builds each piece in the

@@ -1,4 +1,4 @@
-"""Scaling up from scratch: the teaching version built in chapter 11 (``book/11_scaling_up.ipynb``).
+"""Scaling up from scratch: the teaching version built in chapter 14 (``book/14_scaling_up.ipynb``).
 
     forward_flops_per_token     the matmul FLOPs of one token's forward pass, component by component, read off
                                 the model's shapes; training costs three times that (PaLM Appendix B)

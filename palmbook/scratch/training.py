@@ -1,4 +1,4 @@
-"""Training from scratch: the teaching versions built in chapter 7 (``book/07_training.ipynb``).
+"""Training from scratch: the teaching versions built in chapter 9 (``book/09_training.ipynb``).
 
     pack_documents          documents -> one stream with an end-of-document token after each -> rows of
                             ``block_size`` tokens, no padding (§5); the package's is ``palmbook.data.pack``

@@ -1,4 +1,4 @@
-"""Chapter 9, applications: how well the model does on tasks, next to baselines, with examples.
+"""Chapter 12, applications: how well the model does on tasks, next to baselines, with examples.
 
 | figure                   | shows                                                                      |
 |--------------------------|----------------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""Chapter 6, backpropagation: a computation graph's backward pass step by step, gradient descent on a loss
+"""Chapter 7, backpropagation: a computation graph's backward pass step by step, gradient descent on a loss
 surface, and the memory a training step holds.
 
 | figure                  | shows                                                                        |

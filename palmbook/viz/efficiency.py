@@ -1,4 +1,4 @@
-"""Chapter 10, efficiency: what each smaller or faster variant of a model costs in quality.
+"""Chapter 13, efficiency: what each smaller or faster variant of a model costs in quality.
 
 | figure            | shows                                                                               |
 |-------------------|-------------------------------------------------------------------------------------|

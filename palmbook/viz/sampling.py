@@ -1,4 +1,4 @@
-"""Chapter 8, generation: how sampling reshapes the next-token distribution, how fast each decoding method is,
+"""Chapter 10, generation: how sampling reshapes the next-token distribution, how fast each decoding method is,
 and how much a sample repeats itself.
 
 | figure                      | shows                                                                     |

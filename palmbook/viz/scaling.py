@@ -1,4 +1,4 @@
-"""Chapter 11, scaling up: how long a training run takes, as four sliders (model size, tokens, hardware, MFU).
+"""Chapter 14, scaling up: how long a training run takes, as four sliders (model size, tokens, hardware, MFU).
 
 | figure                   | shows                                                                          |
 |--------------------------|--------------------------------------------------------------------------------|

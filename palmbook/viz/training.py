@@ -1,4 +1,4 @@
-"""Chapter 7, training: learning-rate schedules over a whole run, loss curves of several runs, and a loss spike
+"""Chapter 9, training: learning-rate schedules over a whole run, loss curves of several runs, and a loss spike
 with its cure. (The live loss curve of a run in progress is :class:`palmbook.viz.live.LivePlot`.)
 
 | figure                  | shows                                                                         |
