@@ -101,3 +101,14 @@ def test_verdict_says_within_noise_inside_the_band_and_names_the_side_outside():
     assert band.verdict(0.7) == "0.70x (faster)"
     assert band.verdict(1.3, above="faster", below="slower") == "1.30x (faster)"
     assert str(band) == "0.80x .. 1.25x"
+
+
+def test_stopwatch_times_its_block_and_reads_the_time_so_far_inside_it():
+    from palmbook.book import Stopwatch
+
+    ticks = iter([10.0, 12.5, 13.0, 99.0])
+    with Stopwatch(clock=lambda: next(ticks)) as sw:
+        assert sw.seconds == 2.5  # inside the block: the time so far
+    assert sw.seconds == 3.0 and str(sw) == "3 s"  # after it: fixed at the block's end
+    with pytest.raises(RuntimeError, match="never entered"):
+        _ = Stopwatch().seconds

@@ -37,7 +37,7 @@ from .data import book_data
 from .edition import installed_version
 from .profiles import ENV_PROFILE, PROFILES, Profile, default_profile_name, profile
 from .source import show_source, source
-from .timing import NoiseBand, Spread, interleaved, medians, noise_band, paired_ratio, rates
+from .timing import NoiseBand, Spread, Stopwatch, interleaved, medians, noise_band, paired_ratio, rates
 from .widgets import bar_html, explorer, pre_html
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "NoiseBand",
     "Profile",
     "Spread",
+    "Stopwatch",
     "bar_html",
     "book_data",
     "default_profile_name",

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["NoiseBand", "Spread", "interleaved", "medians", "noise_band", "paired_ratio", "rates"]
+__all__ = ["NoiseBand", "Spread", "Stopwatch", "interleaved", "medians", "noise_band", "paired_ratio", "rates"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -171,3 +171,27 @@ def noise_band(times: Mapping[K, Sequence[float]], same_work: Iterable[tuple[K, 
     if not logs:
         raise ValueError("a noise band needs at least one pair of contenders doing identical work")
     return NoiseBand(math.exp(max(logs)))
+
+
+class Stopwatch:
+    """Wall-clock seconds of a block, for a chapter's "these runs took N s": ``with Stopwatch() as sw: ...``, then
+    ``sw.seconds`` (or ``f"{sw}"``, which reads ``"12 s"``). Read inside the block, it gives the time so far."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock, self._start, self._stop = clock, None, None
+
+    def __enter__(self) -> Stopwatch:
+        self._start, self._stop = self._clock(), None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = self._clock()
+
+    @property
+    def seconds(self) -> float:
+        if self._start is None:
+            raise RuntimeError("a Stopwatch measures the block of a `with Stopwatch() as sw:`; it was never entered")
+        return (self._clock() if self._stop is None else self._stop) - self._start
+
+    def __str__(self) -> str:
+        return f"{self.seconds:.0f} s"
