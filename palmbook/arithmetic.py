@@ -80,13 +80,26 @@ def decode(ids: Sequence[int] | Tensor) -> str:
     return "".join(CHARS[i] for i in ids)
 
 
-def format_problem(terms: Sequence[int], worked: bool) -> tuple[str, str]:
-    """(prompt, answer) strings, e.g. ``([12, 34, 56], True) -> ("12+34+56=", "46,102;")``."""
+def _check_modulo(modulo: int | None) -> None:
+    if modulo is not None and (isinstance(modulo, bool) or not isinstance(modulo, int) or modulo < 2):
+        raise ValueError(f"modulo must be None or an integer >= 2; got {modulo!r}")
+
+
+def format_problem(terms: Sequence[int], worked: bool, *, modulo: int | None = None) -> tuple[str, str]:
+    """(prompt, answer) strings, e.g. ``([12, 34, 56], True) -> ("12+34+56=", "46,102;")``.
+
+    With ``modulo`` every running sum (and so the answer) is taken modulo it: ``([3, 5, 9], True, modulo=10) ->
+    ("3+5+9=", "8,7;")``. With single digits and ``modulo=10`` each worked step is one addition of two digits
+    (a table of 100 facts), while the direct answer needs all of them composed.
+    """
+    _check_modulo(modulo)
     terms = [int(t) for t in terms]
     if len(terms) < 2:
         raise ValueError(f"a problem adds at least 2 numbers; got {terms}")
     prompt = "+".join(map(str, terms)) + "="
     sums = list(accumulate(terms))[1:]  # running sums after each addition; the last is the answer
+    if modulo is not None:
+        sums = [x % modulo for x in sums]
     answer = ",".join(map(str, sums if worked else sums[-1:])) + ";"
     return prompt, answer
 
@@ -156,7 +169,7 @@ class AdditionBatch(NamedTuple):
         prompt_len: (B,) length of each prompt ("=" included).
         terms: (B, max n) the numbers added (0 beyond a row's count).
         n_terms: (B,) how many numbers each row adds.
-        total: (B,) the sum.
+        total: (B,) the sum (modulo ``modulo`` when one was given): the answer.
     """
 
     tokens: Tensor
@@ -176,13 +189,16 @@ def addition_batch(
     split: str = "train",
     seed: int | torch.Generator = 0,
     seq_len: int | None = None,
+    modulo: int | None = None,
 ) -> AdditionBatch:
     """A batch of problems in direct (``worked=False``) or worked form; see :func:`sample_terms` for the rest.
 
-    ``seq_len`` pads every row to that length (default: the batch's longest row); too short raises.
+    ``seq_len`` pads every row to that length (default: the batch's longest row); too short raises. ``modulo``:
+    running sums modulo it (see :func:`format_problem`).
     """
+    _check_modulo(modulo)
     terms, n = sample_terms(batch_size, n_terms, digits=digits, split=split, seed=seed)
-    texts = [format_problem(row[:k], worked) for row, k in zip(terms.tolist(), n.tolist(), strict=True)]
+    texts = [format_problem(row[:k], worked, modulo=modulo) for row, k in zip(terms.tolist(), n.tolist(), strict=True)]
     longest = max(len(p) + len(a) for p, a in texts)
     T = longest if seq_len is None else seq_len
     if longest > T:
@@ -193,17 +209,26 @@ def addition_batch(
         tokens[i, : len(prompt) + len(answer)] = torch.tensor(encode(prompt + answer))
         loss_mask[i, len(prompt) : len(prompt) + len(answer)] = True
     prompt_len = torch.tensor([len(p) for p, _ in texts])
-    return AdditionBatch(tokens, loss_mask, prompt_len, terms, n, terms.sum(1))
+    total = terms.sum(1) if modulo is None else terms.sum(1) % modulo
+    return AdditionBatch(tokens, loss_mask, prompt_len, terms, n, total)
 
 
-def addition_config(max_terms: int, *, digits: int = 2, **fields: int | float) -> PaLMConfig:
+def _longest(max_terms: int, digits: int, modulo: int | None) -> int:
+    """Characters in the longest problem of up to ``max_terms`` numbers, prompt and worked answer."""
+    prompt, answer = format_problem([10**digits - 1] * max_terms, worked=True)  # all sums as wide as they get
+    if modulo is not None:
+        answer = ",".join([str(modulo - 1)] * (max_terms - 1)) + ";"
+    return len(prompt + answer)
+
+
+def addition_config(max_terms: int, *, digits: int = 2, modulo: int | None = None, **fields: int | float) -> PaLMConfig:
     """A PaLM config for problems of up to ``max_terms`` numbers in either form; ``fields`` set the shape.
 
     Defaults are the calibrated model (d_model 128, 3 layers, 4 heads of 32).
     """
-    prompt, answer = format_problem([10**digits - 1] * max_terms, worked=True)  # the longest problem
+    _check_modulo(modulo)
     shape = dict(d_model=128, n_layers=3, n_heads=4, head_dim=32) | fields
-    return PaLMConfig(vocab_size=VOCAB_SIZE, max_seq_len=len(prompt + answer), name="addition", **shape)
+    return PaLMConfig(vocab_size=VOCAB_SIZE, max_seq_len=_longest(max_terms, digits, modulo), name="addition", **shape)
 
 
 @torch.no_grad()
@@ -273,6 +298,7 @@ def cot_accuracy(
     seed: int = 4321,
     samples: int = 1,
     temperature: float = 0.0,
+    modulo: int | None = None,
 ) -> AdditionScore:
     """Exact-match accuracy of the final answer on ``n_problems`` problems of ``n_terms`` numbers.
 
@@ -281,9 +307,9 @@ def cot_accuracy(
     """
     if samples < 1 or (samples > 1 and temperature == 0):
         raise ValueError("samples must be >= 1, and a majority over samples needs temperature > 0 (e.g. 0.7)")
-    batch = addition_batch(n_problems, n_terms, worked=worked, digits=digits, split=split, seed=seed)
+    batch = addition_batch(n_problems, n_terms, worked=worked, digits=digits, split=split, seed=seed, modulo=modulo)
     prompts = batch.tokens[:, : int(batch.prompt_len[0])]  # fixed-width terms: every prompt has one length
-    longest = len(format_problem([10**digits - 1] * n_terms, worked)[1])
+    longest = len(format_problem([10**digits - 1] * n_terms, worked)[1])  # no sum is wider than without modulo
     g = torch.Generator().manual_seed(seed)
     new = complete(model, prompts.repeat_interleave(samples, 0), longest, temperature=temperature, generator=g)
     texts = [decode(row) for row in new]
@@ -308,6 +334,8 @@ def train_arithmetic(
     eval_n: int = 200,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    modulo: int | None = None,
+    warmup: int = 100,
 ) -> tuple[PaLM, TaskHistory]:
     """Train a fresh PaLM of ``config`` on addition in one form; returns the model and its history.
 
@@ -318,19 +346,23 @@ def train_arithmetic(
     torch.manual_seed(seed)
     model = PaLM(config).to(device)
     g = torch.Generator().manual_seed(seed)
-    seq_len = len("".join(format_problem([10**digits - 1] * max(n_terms), worked=True)))
+    seq_len = _longest(max(n_terms), digits, modulo)
 
     def sample(step: int) -> tuple[Tensor, Tensor]:
-        b = addition_batch(batch_size, n_terms, worked=worked, digits=digits, split="train", seed=g, seq_len=seq_len)
+        b = addition_batch(
+            batch_size, n_terms, worked=worked, digits=digits, split="train", seed=g, seq_len=seq_len, modulo=modulo
+        )
         return b.tokens, b.loss_mask
 
     def evaluate(m: PaLM) -> dict[int, float]:
         return {
-            n: cot_accuracy(m, n, worked=worked, n_problems=eval_n, digits=digits, seed=seed + 7).accuracy
+            n: cot_accuracy(
+                m, n, worked=worked, n_problems=eval_n, digits=digits, seed=seed + 7, modulo=modulo
+            ).accuracy
             for n in eval_terms
         }
 
     history = train_on_task(
-        model, sample, steps, lr=lr, eval_every=eval_every, evaluate=evaluate if eval_every else None
+        model, sample, steps, lr=lr, warmup=warmup, eval_every=eval_every, evaluate=evaluate if eval_every else None
     )
     return model, history

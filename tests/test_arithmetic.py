@@ -115,12 +115,34 @@ def test_config_fits_the_longest_problem_of_either_form():
     assert cfg.vocab_size == 15 and cfg.max_seq_len == len(prompt + answer) == 18 + 20
 
 
+@pytest.mark.parametrize("worked", [False, True])
+def test_running_sums_modulo_ten_agree_with_python_arithmetic(worked):
+    b = addition_batch(400, (2, 3, 5, 8), worked=worked, digits=1, modulo=10, seed=21)
+    for row, mask, n, total in zip(b.tokens, b.loss_mask, b.n_terms.tolist(), b.total.tolist(), strict=True):
+        prompt, answer = decode(row).rstrip(" ").split("=")
+        terms = [int(t) for t in prompt.split("+")]
+        assert len(terms) == n and all(0 <= t <= 9 for t in terms) and total == sum(terms) % 10
+        fields = [int(x) for x in answer[:-1].split(",")]
+        running = [sum(terms[: i + 1]) % 10 for i in range(1, n)]  # independent of the module's accumulate
+        assert fields == (running if worked else [total]) and all(len(f) == 1 for f in answer[:-1].split(","))
+        assert decode(row[mask]) == answer
+
+
+def test_modulo_config_fits_its_longest_problem_and_bad_modulo_is_refused():
+    cfg = addition_config(8, digits=1, modulo=10)
+    prompt, answer = format_problem([9] * 8, worked=True, modulo=10)
+    assert cfg.max_seq_len == len(prompt + answer) == 16 + 14
+    assert format_problem([3, 5, 9], True, modulo=10) == ("3+5+9=", "8,7;")
+    with pytest.raises(ValueError, match="modulo"):
+        format_problem([3, 5], True, modulo=1)
+
+
 class AdditionOracle(nn.Module):
     """Writes the right answer (plus ``error``) character by character, as logits: a stand-in for a trained PaLM."""
 
-    def __init__(self, worked, error=0):
+    def __init__(self, worked, error=0, modulo=None):
         super().__init__()
-        self.worked, self.error = worked, error
+        self.worked, self.error, self.modulo = worked, error, modulo
         self.anchor = nn.Parameter(torch.zeros(()))
         self.config = addition_config(8)
 
@@ -133,7 +155,7 @@ class AdditionOracle(nn.Module):
         for i, row in enumerate(idx.tolist()):
             prompt, written = decode(row).split("=")
             terms = [int(t) for t in prompt.split("+")]
-            _, answer = format_problem([*terms[:-1], terms[-1] + self.error], self.worked)
+            _, answer = format_problem([*terms[:-1], terms[-1] + self.error], self.worked, modulo=self.modulo)
             logits[i, -1, encode(answer[len(written)] if len(written) < len(answer) else ";")[0]] = 50.0
         return logits
 
@@ -167,3 +189,17 @@ def test_train_arithmetic_runs_and_records_accuracy_per_number_of_terms():
     model, history = train_arithmetic(cfg, 4, worked=True, n_terms=(2, 3), eval_every=2, eval_terms=(3, 4), eval_n=4)
     assert history.eval_step == [0, 2, 4] and set(history.evals[-1]) == {3, 4}
     assert all(math.isfinite(x) for x in history.loss) and model.config.max_seq_len == cfg.max_seq_len
+
+
+def test_cot_accuracy_scores_running_sums_modulo_ten():
+    score = cot_accuracy(AdditionOracle(True, modulo=10), 6, worked=True, n_problems=20, digits=1, modulo=10)
+    assert score.accuracy == 1.0 and all(0 <= a[0] <= 9 for a in score.answers)
+    off = cot_accuracy(AdditionOracle(False, error=1, modulo=10), 6, worked=False, n_problems=20, digits=1, modulo=10)
+    assert off.accuracy == 0.0
+
+
+def test_train_arithmetic_modulo_runs():
+    cfg = addition_config(5, digits=1, modulo=10, d_model=32, n_layers=2, n_heads=2, head_dim=16)
+    _, history = train_arithmetic(cfg, 3, worked=True, n_terms=(2, 4), digits=1, modulo=10, eval_every=3,
+                                  eval_terms=(5,), eval_n=4)  # fmt: skip
+    assert history.eval_step == [0, 3] and 0 <= history.evals[-1][5] <= 1

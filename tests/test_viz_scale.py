@@ -80,3 +80,12 @@ def test_emergence_buttons_switch_the_accuracy_axis_between_linear_and_log():
     assert [t.name for t in fig.data] == ["per token band", "per token", "exact match band", "exact match"]
     linear, log = fig.layout.updatemenus[0].buttons
     assert linear.args[0]["yaxis.type"] == "linear" and log.args[0]["yaxis.type"] == "log"
+
+
+def test_curves_per_seed_adds_one_thin_line_per_seed_in_its_runs_group():
+    fig = scale.curves_figure([0, 10, 20], {"a": [[0, 1, 2], [2, 3, 4]], "b": [[1, 1, 1]]}, title="t", y_title="y",
+                              percent=False, per_seed=True)  # fmt: skip
+    seeds = [t for t in fig.data if "seed" in (t.name or "")]
+    assert [t.name for t in seeds] == ["a, seed 0", "a, seed 1", "b, seed 0"]
+    assert list(seeds[1].y) == [2, 3, 4] and {t.legendgroup for t in seeds} == {"a", "b"}
+    assert len(fig.data) == len(seeds) + 4  # a band and a mean per run

@@ -126,16 +126,30 @@ def curves_figure(
     x_title: str = "training step",
     percent: bool = True,
     chance: float | None = None,
+    per_seed: bool = False,
 ) -> go.Figure:
-    """One quantity against training steps: runs label -> (seeds, len(steps)); a band per label, click to hide."""
+    """One quantity against training steps: runs label -> (seeds, len(steps)); a band per label, click to hide.
+
+    ``per_seed`` adds every seed's own curve as a thin line (legend group of its label), so a jump that happens at a
+    different step in each run is not blurred into a slow rise by the mean.
+    """
     fig = go.Figure()
     for i, (label, values) in enumerate(runs.items()):
         v = np.asarray(values, dtype=float)
         if v.ndim != 2 or v.shape[1] != len(steps):
             raise ValueError(f"runs[{label!r}] must be (seeds, {len(steps)} steps); got {v.shape}")
         fmt = "%{y:.0%}" if percent else "%{y:.3f}"
-        for t in _band_traces(steps, v, label, SERIES[i % len(SERIES)], f"step %{{x}}: {fmt}"):
+        color = SERIES[i % len(SERIES)]
+        for t in _band_traces(steps, v, label, color, f"step %{{x}}: {fmt}"):
+            t.legendgroup = label
             fig.add_trace(t)
+        if per_seed:
+            for seed, row in enumerate(v):
+                fig.add_scatter(
+                    x=list(steps), y=list(row), mode="lines", name=f"{label}, seed {seed}", legendgroup=label,
+                    showlegend=False, line=dict(color=color, width=1, dash="dot"),
+                    hovertemplate=f"{label}, seed {seed}<br>step %{{x}}: {fmt}<extra></extra>",
+                )  # fmt: skip
     if chance is not None:
         fig.add_scatter(x=[steps[0], steps[-1]], y=[chance, chance], name=f"chance ({chance:.0%})", mode="lines",
                         line=dict(color=GREY, dash="dash"))  # fmt: skip
