@@ -165,3 +165,12 @@ def test_scratch_bpe_equals_sentencepiece_bpe_through_palmbook_tokenizer(vocab_s
     assert [library.id_to_piece(i) for i in range(library.vocab_size)] == ours.pieces
     assert library.encode(MIXED) == ours.encode(MIXED)
     assert library.encode(SOLILOQUY) == ours.encode(SOLILOQUY)
+
+
+def test_max_piece_chars_is_sentencepieces_default_max_sentencepiece_length():
+    # the chapter prints both; palmbook.Tokenizer keeps SentencePiece's default, so the scratch rule must match it
+    from sentencepiece.sentencepiece_model_pb2 import TrainerSpec
+
+    from palmbook.scratch.tokenization import MAX_PIECE_CHARS
+
+    assert TrainerSpec().max_sentencepiece_length == MAX_PIECE_CHARS

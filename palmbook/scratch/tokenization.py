@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_PIECE_CHARS",
     "NEWLINE",
     "REQUIRED_CHARS",
     "SPACE",
