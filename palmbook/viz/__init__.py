@@ -3,16 +3,16 @@
     from palmbook import viz
     viz.attention_map_figure(model.attention_maps(idx)[:, 0], tokens)
 
-| module           | chapter                 | module          | chapter                          |
-|------------------|-------------------------|-----------------|----------------------------------|
-| ``tokenization`` | 1 tokenization          | ``training``    | 7 training (``live``: ``LivePlot``) |
-| ``embeddings``   | 2 embeddings            | ``sampling``    | 8 generation                     |
-| ``attention``    | 3 attention             | ``applications``| 9 applications                   |
-| ``feed_forward`` | 4 the feed-forward layer| ``efficiency``  | 10 efficiency                    |
-| ``loss``         | 5 output and loss       | ``scaling``     | 11 scaling up                    |
-| ``backprop``     | 6 backpropagation       | ``common``      | palette, controls, shared charts |
-| ``palm``         | 6 PaLM in one page      | ``optimisers``  | 8 optimisers                     |
-| ``scale``        | 11 what scale buys      |                 |                                  |
+| module            | chapter                 | module           | chapter                             |
+|-------------------|-------------------------|------------------|-------------------------------------|
+| ``overview``      | 0 what PaLM is          | ``optimisers``   | 8 optimisers                        |
+| ``tokenization``  | 1 tokenization          | ``training``     | 9 training (``live``: ``LivePlot``) |
+| ``embeddings``    | 2 embeddings            | ``sampling``     | 10 generation                       |
+| ``attention``     | 3 attention             | ``scale``        | 11 what scale buys                  |
+| ``feed_forward``  | 4 the feed-forward layer| ``applications`` | 12 applications                     |
+| ``loss``          | 5 output and loss       | ``efficiency``   | 13 efficiency                       |
+| ``palm``          | 6 PaLM in one page      | ``scaling``      | 14 scaling up                       |
+| ``backprop``      | 7 backpropagation       | ``common``       | palette, controls, shared charts    |
 
 The modules are named as ``palmbook.scratch``'s are. Every interactive control is plotly's own (sliders, buttons,
 dropdowns), so it keeps working on the static book page, with no kernel. The figures sit on top of the package:
@@ -29,6 +29,7 @@ from .feed_forward import activation_figure, gated_unit_figure, swish_beta_figur
 from .live import LivePlot
 from .loss import logit_shift_figure, loss_and_log_z_figure, prediction_steps_figure
 from .optimisers import clipping_figure, optimiser_paths_figure, seed_band_figure
+from .overview import LANES, PALM_FAMILY, FamilyMember, family_tree_figure
 from .palm import parameter_breakdown_figure
 from .sampling import generation_speed_figure, repetition_figure, sampling_filters_figure
 from .scale import cot_figure, curves_figure, emergence_figure, induction_figure, scaling_figure, shots_figure
@@ -37,7 +38,10 @@ from .tokenization import TOKEN_KINDS, token_grid_figure, token_spans_html
 from .training import lr_schedule_figure, spike_figure, training_runs_figure
 
 __all__ = [
+    "LANES",
+    "PALM_FAMILY",
     "TOKEN_KINDS",
+    "FamilyMember",
     "LivePlot",
     "activation_figure",
     "attention_map_figure",
@@ -51,6 +55,7 @@ __all__ = [
     "embedding_map_figure",
     "emergence_figure",
     "examples_table_figure",
+    "family_tree_figure",
     "gated_unit_figure",
     "generation_speed_figure",
     "in_colab",
