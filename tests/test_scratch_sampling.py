@@ -105,3 +105,42 @@ def test_distinct_ngrams_is_one_without_repeats_and_small_for_a_loop():
     assert S.distinct_ngrams([1, 2] * 10, 3) == 2 / 18
     with pytest.raises(ValueError, match="at least n=3"):
         S.distinct_ngrams([1, 2], 3)
+
+
+def _table_model(table: dict[tuple[int, ...], list[float]], prompt_len: int):
+    # A toy "language model": next-token probabilities looked up by the tokens after the prompt.
+    def log_probs(ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([table[tuple(row[prompt_len:].tolist())] for row in ids]).log()
+
+    return log_probs
+
+
+def test_beam_search_finds_the_sequence_greedy_misses_and_brute_force_agrees():
+    table = {(): [0.5, 0.4, 0.1], (0,): [0.3, 0.3, 0.4], (1,): [0.05, 0.05, 0.9], (2,): [1 / 3] * 3}
+    lp, prefix = _table_model(table, 1), torch.tensor([7])
+    greedy_seq, greedy_lp = S.beam_search(lp, prefix, 2, width=1)
+    assert greedy_seq == [0, 2] and greedy_lp == pytest.approx(torch.tensor(0.5 * 0.4).log().item())
+    beam_seq, beam_lp = S.beam_search(lp, prefix, 2, width=2)
+    assert beam_seq == [1, 2] and beam_lp == pytest.approx(torch.tensor(0.4 * 0.9).log().item())
+    assert S.best_by_brute_force(lp, prefix, 2, 3) == (beam_seq, pytest.approx(beam_lp))
+    assert S.sequence_log_prob(lp, prefix, beam_seq) == pytest.approx(beam_lp)
+
+
+def test_beam_search_of_width_one_is_greedy_decoding_on_a_model(tiny_model, tiny_config):
+    prompt = torch.randint(0, tiny_config.vocab_size, (5,))
+    with torch.no_grad():
+        seq, score = S.beam_search(lambda ids: tiny_model(ids)[:, -1].log_softmax(-1), prompt, 6, width=1)
+    assert seq == tiny_model.generate(prompt[None], 6)[0, 5:].tolist()
+    assert score == pytest.approx(S.sequence_log_prob(lambda ids: tiny_model(ids)[:, -1].log_softmax(-1), prompt, seq))
+
+
+def test_generate_until_stops_after_the_stop_sequence_and_matches_the_package(tiny_model, tiny_config):
+    prompt = torch.randint(0, tiny_config.vocab_size, (1, 4))
+    full = tiny_model.generate(prompt, 30)[0, 4:].tolist()
+    stop = full[5:7]  # a pair of tokens that greedy decoding produces
+    out = S.generate_until(tiny_model, prompt, 30, stop)[0, 4:].tolist()
+    first = next(i for i in range(len(full) - 1) if full[i : i + 2] == stop)
+    assert out == full[: first + 2]
+    assert S.generate_until(tiny_model, prompt, 3, [-1])[0, 4:].tolist() == full[:3]  # never found: max_new_tokens
+    with pytest.raises(ValueError, match="stop sequence"):
+        S.generate_until(tiny_model, prompt, 3, [])

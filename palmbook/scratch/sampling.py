@@ -17,6 +17,11 @@ order the chapter does:
     ScratchKVCache / forward_cached / generate_cached
                                 a KV cache built from plain lists: each step computes keys and values for the
                                 new token only and reuses every earlier one
+    generate_until              generation that stops when the new tokens end with a stop SEQUENCE (e.g. the
+                                blank line that ends a speech), not just one stop token
+    sequence_log_prob / beam_search / best_by_brute_force
+                                search instead of sampling: the continuation with the highest total probability,
+                                kept to ``width`` candidates per step (beam search), checked against trying them all
     distinct_ngrams             a repetition measure: the fraction of a text's n-grams that are different
 
 The package's versions (``palmbook.generate``) are faster and must agree with these; the chapter and
@@ -25,7 +30,8 @@ The package's versions (``palmbook.generate``) are faster and must agree with th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -36,15 +42,19 @@ from .attention import attention, causal_mask
 
 __all__ = [
     "ScratchKVCache",
+    "beam_search",
+    "best_by_brute_force",
     "distinct_ngrams",
     "draw",
     "entropy_bits",
     "forward_cached",
     "generate_cached",
     "generate_recompute",
+    "generate_until",
     "greedy",
     "next_token_probs",
     "sample",
+    "sequence_log_prob",
     "top_k_filter",
     "top_p_filter",
     "with_temperature",
@@ -239,6 +249,81 @@ def generate_cached(
         if step + 1 < max_new_tokens:
             logits = forward_cached(model, nxt[:, None], cache)[:, -1]  # decode: ONE new position
     return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def generate_until(
+    model: torch.nn.Module,
+    idx: Tensor,
+    max_new_tokens: int,
+    stop: Sequence[int],
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Generate for ONE sequence idx (1, T) until the new tokens end with ``stop`` (kept) or max_new_tokens.
+
+    A stop sequence ends text where no single token marks the end: a blank line (two newline tokens) ends a
+    speech in the plays. Same cache and sampler as :func:`generate_cached`, so the tokens are the same up to the stop.
+    """
+    if idx.shape[0] != 1 or not stop:
+        raise ValueError(f"need one sequence (1, T) and a non-empty stop sequence; got {tuple(idx.shape)}, {stop!r}")
+    model.eval()
+    cache, new = ScratchKVCache(), []
+    logits = forward_cached(model, idx, cache)[:, -1]
+    while len(new) < max_new_tokens and new[-len(stop) :] != list(stop):
+        nxt = sample(logits, temperature, top_k, top_p, generator)
+        new.append(nxt.item())
+        logits = forward_cached(model, nxt[:, None], cache)[:, -1]
+    return torch.cat([idx, torch.tensor([new], dtype=idx.dtype, device=idx.device)], dim=1)
+
+
+# --------------------------------------------------------------------------------------------- search
+# A "log_probs" function maps token ids (B, T) to the log-probabilities of the next token (B, V): a trained
+# model (``lambda ids: model(ids)[:, -1].log_softmax(-1)``) or a toy table of probabilities.
+LogProbs = Callable[[Tensor], Tensor]
+
+
+def sequence_log_prob(log_probs: LogProbs, prefix: Tensor, continuation: Sequence[int]) -> float:
+    """log P(continuation | prefix) = the sum of each new token's log-probability given all tokens before it."""
+    ids, total = prefix, 0.0
+    for token in continuation:
+        total += log_probs(ids[None])[0, token].item()
+        ids = torch.cat([ids, ids.new_tensor([token])])
+    return total
+
+
+def beam_search(log_probs: LogProbs, prefix: Tensor, n_new: int, width: int) -> tuple[list[int], float]:
+    """The most probable continuation of ``n_new`` tokens that beam search finds, and its log-probability.
+
+    prefix (T,). Keep the ``width`` best partial continuations (the beam); at each step extend every one by every
+    token, score each extension by its total log-probability, and keep the ``width`` best again. width 1 is greedy
+    decoding; a width of V ** n_new would try every continuation (:func:`best_by_brute_force`).
+    """
+    if width < 1 or n_new < 1:
+        raise ValueError(f"need width >= 1 and n_new >= 1; got width={width}, n_new={n_new}")
+    beams = prefix[None]  # (beams, T + step): the candidates so far
+    scores = torch.zeros(1, dtype=torch.float64)  # their log-probabilities
+    for _ in range(n_new):
+        logp = log_probs(beams).double()  # (beams, V)
+        total = (scores[:, None] + logp).flatten()  # every candidate extended by every token
+        best = total.topk(min(width, total.numel()))
+        V = logp.shape[-1]
+        beams = torch.cat([beams[best.indices // V], (best.indices % V)[:, None].to(beams.dtype)], dim=1)
+        scores = best.values
+    return beams[0, prefix.shape[0] :].tolist(), scores[0].item()
+
+
+def best_by_brute_force(log_probs: LogProbs, prefix: Tensor, n_new: int, vocab_size: int) -> tuple[list[int], float]:
+    """The most probable continuation, found by scoring all ``vocab_size ** n_new`` of them (tiny cases only)."""
+    if vocab_size**n_new > 100_000:
+        raise ValueError(f"{vocab_size}**{n_new} continuations are too many to try: use beam_search")
+    scored = (
+        (sequence_log_prob(log_probs, prefix, c), list(c)) for c in itertools.product(range(vocab_size), repeat=n_new)
+    )
+    score, best = max(scored, key=lambda sc: sc[0])
+    return best, score
 
 
 # --------------------------------------------------------------------------------------------- measuring
