@@ -146,3 +146,30 @@ def test_distilling_brings_the_student_closer_to_the_teacher_than_training_alone
     assert kls[1.0] < 0.75 * before and kls[1.0] < kls[0.0]
     with pytest.raises(ValueError, match="needs a teacher"):
         S.distill(student, None, blocks, steps=1, batch_size=4, alpha=0.5, progress=False)
+
+
+def test_distilling_students_together_trains_each_exactly_as_distilling_it_alone():
+    cfg = PaLMConfig.preset("palm-tiny", max_seq_len=16)
+    torch.manual_seed(0)
+    teacher = PaLM(cfg).eval()
+    blocks = torch.randint(0, 1024, (16, 17), generator=torch.Generator().manual_seed(1))
+    small = cfg.replace(d_model=32, n_heads=2, d_ff=128)
+    inits = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        inits.append(PaLM(small).state_dict())
+
+    def student(state):
+        s = PaLM(small)
+        s.load_state_dict(state)
+        return s
+
+    together = [student(st) for st in inits]
+    losses = S.distill_together(together, teacher, blocks, steps=6, batch_size=4, lr=1e-2, seed=3, progress=False)
+    for state, trained, history in zip(inits, together, losses, strict=True):
+        alone = student(state)
+        assert S.distill(alone, teacher, blocks, steps=6, batch_size=4, lr=1e-2, seed=3, progress=False) == history
+        for a, b in zip(alone.parameters(), trained.parameters(), strict=True):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="at least one student"):
+        S.distill_together([], teacher, blocks, steps=1, batch_size=4, progress=False)

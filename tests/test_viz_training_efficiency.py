@@ -73,3 +73,45 @@ def test_tradeoff_menus_switch_marker_speed_and_size_axis():
     assert gen[1][0] == pytest.approx(50.0) and gen[0][0] < gen[1][0]  # the int8 model generates fastest here
     assert axis_menu.buttons[1].args[0]["x"] == [[19.5], [7.5]]
     assert "test machine" in fig.layout.title.text
+
+
+def test_roofline_roof_is_bandwidth_times_intensity_up_to_the_peak():
+    from palmbook.viz.efficiency import roofline_figure
+
+    points = [
+        dict(name="add", intensity=1 / 12, flops_per_s=1e9),
+        dict(name="matmul", intensity=100.0, flops_per_s=9e10),
+    ]
+    fig = roofline_figure(points, peak_flops=1e11, bandwidth=1e10, machine="test machine")
+    roof = fig.data[0]
+    for x, y in zip(roof.x, roof.y, strict=True):
+        assert y == pytest.approx(min(1e11, x * 1e10) / 1e9)
+    assert [t.name for t in fig.data[1:]] == ["add", "matmul"] and list(fig.data[2].y) == [90.0]
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+    assert "ridge point 10.0" in fig.layout.annotations[0].text
+
+
+def test_benchmark_figure_shows_ratios_first_and_tokens_per_second_in_its_menu():
+    import json
+
+    from palmbook.book import book_data
+    from palmbook.viz.efficiency import benchmark_figure
+
+    res = json.loads(book_data("benchmark.json").read_text())
+    fig = benchmark_figure(res)
+    peers = [k for k in res["ratios"] if not k.endswith("/palmbook")]
+    assert [t.name for t in fig.data][: len(peers)] == [k.replace("/", " / ") for k in peers]
+    ratio_view, speed_view = fig.layout.updatemenus[0].buttons
+    assert ratio_view.args[0]["visible"] == [True] * len(peers) + [False] * len(res["results"])
+    assert speed_view.args[1]["yaxis"]["type"] == "log"
+    first = res["ratios"][peers[0]]["train"]
+    assert fig.data[0].y[0] == first["median"] and fig.data[0].error_y.array[0] == first["max"] - first["median"]
+
+
+def test_bf16_curve_figure_draws_both_curves_and_their_gap():
+    from palmbook.viz.efficiency import bf16_curve_figure
+
+    curve = {"steps": 3, "losses": {"fp32": [3.0, 2.5, 2.0], "bf16": [3.0, 2.6, 1.9]}, "machine": {"name": "cpu"}}
+    fig = bf16_curve_figure(curve)
+    assert [t.name for t in fig.data] == ["fp32", "bf16", "bf16 - fp32"]
+    assert list(fig.data[2].y) == pytest.approx([0.0, 0.1, -0.1])

@@ -13,6 +13,8 @@
     distillation_loss       alpha T^2 KL(teacher_T || student_T) + (1 - alpha) (cross-entropy + z-loss)
                             (Hinton et al., 2015)
     distill                 a short training loop for a student on that loss (alpha = 0: trained alone)
+    distill_together        the same loop for several students at once (e.g. several initialisations, for a noise
+                            band): they see the same batches, and the teacher runs once per batch for all of them
 
 Timing the variants in turns is plumbing, not the idea: ``palmbook.book.interleaved`` does it for the chapter.
 
@@ -34,6 +36,7 @@ __all__ = [
     "csr_bytes",
     "dequantize",
     "distill",
+    "distill_together",
     "distillation_loss",
     "int8_linear",
     "quantize_activations",
@@ -203,7 +206,32 @@ def distill(
     The recipe of the book's small models: AdamW (lr, weight decay 0.1 on matrices), linear warm-up over the first
     10% of the steps then cosine decay to lr/10, global-norm clipping at 1.0. ``alpha=0`` (no teacher needed)
     trains the same student on the same batches without the teacher: the fair baseline. ``precision="bf16"``
-    runs forward passes under bf16 autocast. Blocks are packed rows (N, T + 1).
+    runs forward passes under bf16 autocast. Blocks are packed rows (N, T + 1); ``seed`` orders the batches.
+    """
+    return distill_together(
+        [student], teacher, blocks, steps=steps, batch_size=batch_size, temperature=temperature, alpha=alpha,
+        lr=lr, seed=seed, precision=precision, progress=progress,
+    )[0]  # fmt: skip
+
+
+def distill_together(
+    students: list[nn.Module],
+    teacher: nn.Module | None,
+    blocks: Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    lr: float = 3e-3,
+    seed: int = 0,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> list[list[float]]:
+    """:func:`distill` for several students on the same batches; returns each student's loss per step.
+
+    Each student has its own optimiser and schedule, so each is trained exactly as :func:`distill` would train it
+    alone with the same ``seed``; the teacher's forward pass, the dearest part of a step, runs once per batch.
     """
     from tqdm.auto import tqdm
 
@@ -212,28 +240,33 @@ def distill(
 
     if alpha > 0 and teacher is None:
         raise ValueError("alpha > 0 needs a teacher; pass alpha=0 to train the student alone")
-    device = next(student.parameters()).device
+    if not students:
+        raise ValueError("need at least one student")
+    device = next(students[0].parameters()).device
     batches = Batches(blocks, batch_size, seed=seed)
-    optimizer = build_optimizer(student, "adamw", lr)
-    scheduler = build_scheduler(optimizer, LRSchedule("cosine", lr, warmup_steps=steps // 10, total_steps=steps))
+    optimizers = [build_optimizer(s, "adamw", lr) for s in students]
+    schedule = LRSchedule("cosine", lr, warmup_steps=steps // 10, total_steps=steps)
+    schedulers = [build_scheduler(o, schedule) for o in optimizers]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     if teacher is not None:
         teacher.eval()
-    student.train()
-    losses = []
+    losses: list[list[float]] = [[] for _ in students]
     for _ in tqdm(range(steps), desc="distill" if alpha > 0 else "alone", disable=not progress):
         x, y = (t.to(device) for t in next(batches))
-        with autocast:
-            teacher_logits = None
-            if alpha > 0:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-            loss = distillation_loss(student(x), teacher_logits, y, temperature, alpha)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        losses.append(loss.item())
-    student.eval()
+        teacher_logits = None
+        if alpha > 0:
+            with torch.no_grad(), autocast:
+                teacher_logits = teacher(x)
+        for student, optimizer, scheduler, history in zip(students, optimizers, schedulers, losses, strict=True):
+            student.train()
+            with autocast:
+                loss = distillation_loss(student(x), teacher_logits, y, temperature, alpha)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            history.append(loss.item())
+    for student in students:
+        student.eval()
     return losses
