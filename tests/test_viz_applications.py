@@ -3,7 +3,14 @@
 import pytest
 
 from palmbook.evaluate import classification_report
-from palmbook.viz import confusion_figure, examples_table_figure, task_results_figure
+from palmbook.viz import (
+    confusion_figure,
+    examples_table_figure,
+    interval_figure,
+    results_table,
+    task_explorer,
+    task_results_figure,
+)
 
 
 def test_confusion_figure_shows_one_classifier_at_a_time_with_row_shares():
@@ -45,3 +52,32 @@ def test_examples_table_switches_tasks_and_escapes_text():
     assert fig.data[0].cells.values[0][0] == "&lt;b&gt;hi&lt;/b&gt;<br>there"
     with pytest.raises(ValueError, match="different lengths"):
         examples_table_figure({"bad": {"x": ["a"], "y": []}})
+
+
+def test_interval_figure_draws_each_point_with_its_band_and_reference_lines():
+    fig = interval_figure(
+        {"model": {1: (0.5, 0.4, 0.7), 4: (0.8, 0.6, 0.9)}, "rule": {1: (0.3, 0.3, 0.3)}},
+        x_title="k",
+        y_title="accuracy",
+        title="T",
+        reference={"chance": 0.25},
+    )
+    assert [t.name for t in fig.data] == ["model", "rule"]
+    assert list(fig.data[0].x) == [1, 4] and list(fig.data[0].y) == [0.5, 0.8]
+    assert [round(v, 9) for v in fig.data[0].error_y.array] == [0.2, 0.1]
+    assert [round(v, 9) for v in fig.data[0].error_y.arrayminus] == [0.1, 0.2]
+    assert fig.layout.shapes[0].y0 == 0.25
+
+
+def test_results_table_has_no_index_and_checks_row_widths():
+    html = results_table([("a", "1"), ("b", "2")], ["task", "score"]).to_html()
+    assert "task" in html and ">b<" in html
+    with pytest.raises(ValueError, match="every row needs 2 cells"):
+        results_table([("a",)], ["task", "score"])
+
+
+def test_task_explorer_answers_with_the_chosen_task_escaped():
+    box = task_explorer({"shout": str.upper, "echo": lambda t: t}, "<hi>")
+    assert "&lt;HI&gt;" in box.children[-1].value
+    box.children[0].value = "echo"
+    assert "&lt;hi&gt;" in box.children[-1].value

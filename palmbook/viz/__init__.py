@@ -19,7 +19,14 @@ dropdowns), so it keeps working on the static book page, with no kernel. The fig
 they import its core modules, and nothing in the core imports them.
 """
 
-from .applications import confusion_figure, examples_table_figure, task_results_figure
+from .applications import (
+    confusion_figure,
+    examples_table_figure,
+    interval_figure,
+    results_table,
+    task_explorer,
+    task_results_figure,
+)
 from .attention import attention_map_figure, rope_rotation_figure, softmax_temperature_figure
 from .backprop import backward_pass_figure, descent_figure, memory_trace_figure
 from .common import in_colab, in_notebook, show_with_script, svg_curves, timing_figure
@@ -61,6 +68,7 @@ __all__ = [
     "in_colab",
     "in_notebook",
     "induction_figure",
+    "interval_figure",
     "logit_scale_figure",
     "logit_shift_figure",
     "loss_and_log_z_figure",
@@ -70,6 +78,7 @@ __all__ = [
     "parameter_breakdown_figure",
     "prediction_steps_figure",
     "repetition_figure",
+    "results_table",
     "rope_rotation_figure",
     "sampling_filters_figure",
     "scaling_figure",
@@ -80,6 +89,7 @@ __all__ = [
     "spike_figure",
     "svg_curves",
     "swish_beta_figure",
+    "task_explorer",
     "task_results_figure",
     "timing_figure",
     "token_grid_figure",

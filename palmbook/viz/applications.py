@@ -5,19 +5,33 @@
 | ``confusion_figure``     | confusion matrices (share of each true class), a menu over classifiers     |
 | ``task_results_figure``  | one panel per task: the model's bar next to its baselines'                 |
 | ``examples_table_figure``| a table of examples per task, a menu to switch task                        |
+| ``interval_figure``      | a score against a count (labels, shots), one line per system, noise bands  |
+
+``results_table`` is the chapter's summary table (a pandas Styler without the index); ``task_explorer`` the live
+"try your own input" widget: a menu of tasks, a text box, the chosen task's answer below.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .common import BLUE, one_at_a_time
 
-__all__ = ["confusion_figure", "examples_table_figure", "task_results_figure"]
+__all__ = [
+    "confusion_figure",
+    "examples_table_figure",
+    "interval_figure",
+    "results_table",
+    "task_explorer",
+    "task_results_figure",
+]
+
+_PALETTE = (BLUE, "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
 
 def confusion_figure(reports: dict, title: str = "Confusion matrix") -> go.Figure:
@@ -134,3 +148,77 @@ def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: i
 def _table_cell(value: object) -> str:
     """A cell's text for a plotly table: HTML-escaped, newlines as line breaks."""
     return html.escape(str(value)).replace("\n", "<br>")
+
+
+def interval_figure(
+    curves: Mapping[str, Mapping[float, tuple[float, float, float]]],
+    *,
+    x_title: str,
+    y_title: str,
+    title: str,
+    log_x: bool = False,
+    reference: Mapping[str, float] | None = None,
+) -> go.Figure:
+    """A score against a count, one line per system, each point with its noise band (an error bar).
+
+    curves: ``{system: {x: (value, low, high)}}`` (e.g. accuracy against the number of labels, with the range
+    over seeds or a 95% interval). reference: horizontal dashed lines (``{name: y}``: chance, a baseline).
+    """
+    if not curves:
+        raise ValueError("need at least one curve")
+    fig = go.Figure()
+    for i, (name, points) in enumerate(curves.items()):
+        xs = sorted(points)
+        ys = [points[x][0] for x in xs]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name=name,
+                mode="lines+markers",
+                line=dict(color=_PALETTE[i % len(_PALETTE)]),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=[points[x][2] - points[x][0] for x in xs],
+                    arrayminus=[points[x][0] - points[x][1] for x in xs],
+                ),
+                hovertemplate=f"{name}<br>{x_title} %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    for name, y in (reference or {}).items():
+        fig.add_hline(y=y, line_dash="dash", line_color="#808080", annotation_text=name)
+    fig.update_layout(
+        title=title,
+        height=420,
+        xaxis=dict(title=x_title, type="log" if log_x else "linear"),
+        yaxis=dict(title=y_title),
+    )
+    return fig
+
+
+def results_table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> Any:
+    """The rows as a table without an index (a pandas Styler: rendered as HTML in the book)."""
+    import pandas as pd
+
+    widths = {len(r) for r in rows}
+    if widths - {len(columns)}:
+        raise ValueError(f"every row needs {len(columns)} cells; got rows of {sorted(widths)}")
+    return pd.DataFrame(list(rows), columns=list(columns)).style.hide(axis="index")
+
+
+def task_explorer(tasks: Mapping[str, Callable[[str], str]], text: str) -> Any:
+    """A live widget: a menu of ``tasks`` (name -> function from the typed text to an answer), a text box
+    holding ``text``, and the chosen task's answer below them (HTML-escaped, in a <pre> block)."""
+    import ipywidgets as widgets
+
+    from ..book import explorer
+
+    if not tasks:
+        raise ValueError("need at least one task")
+    task_w = widgets.Dropdown(options=list(tasks), description="task")
+    text_w = widgets.Textarea(value=text, layout=widgets.Layout(width="95%"))
+    return explorer(
+        lambda task, text: f"<pre style='white-space: pre-wrap'>{html.escape(tasks[task](text))}</pre>",
+        {"task": task_w, "text": text_w},
+    )
