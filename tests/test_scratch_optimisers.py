@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from palmbook import PaLMAdafactor
+from palmbook import PaLM, PaLMAdafactor, PaLMConfig, lm_loss
 from palmbook.scratch import optimisers as O
 
 
@@ -66,6 +66,23 @@ def test_palm_step_equals_palmbook_palm_adafactor_including_update_clipping():
         x, state = O.palm_step(x, g, state, 0.05)
         torch.testing.assert_close(x, p.detach())
     assert O.rms(g / state["v"].sqrt()) > 1.0  # the clip did act on the last step
+
+
+def test_palm_step_equals_the_package_optimiser_on_every_tensor_of_a_model():
+    # chapter 9's trainer steps palmbook.PaLMAdafactor on a whole PaLM; chapter 8's rule, tensor by tensor, agrees
+    torch.manual_seed(0)
+    model = PaLM(PaLMConfig.preset("palm-tiny", max_seq_len=16))
+    opt = PaLMAdafactor(model.parameters(), lr=1e-2)
+    ours = {n: (p.detach().clone(), {}) for n, p in model.named_parameters()}
+    idx = torch.randint(0, 1024, (4, 17), generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        lm_loss(model(idx[:, :-1]), idx[:, 1:]).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        opt.step()
+        opt.zero_grad()
+        ours = {n: O.palm_step(x, grads[n], state, lr=1e-2) for n, (x, state) in ours.items()}
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(ours[n][0], p.detach(), msg=n)
 
 
 def test_rmsprop_first_step_is_ten_learning_rates_and_adam_first_step_is_one():

@@ -62,3 +62,15 @@ def test_seed_band_figure_draws_mean_and_min_max_band():
 def test_figures_are_public_through_viz():
     assert viz.optimiser_paths_figure is optimiser_paths_figure
     assert viz.clipping_figure is clipping_figure and viz.seed_band_figure is seed_band_figure
+
+
+def test_schedule_explorer_draws_both_schedules_and_redraws_on_a_slider_change():
+    from palmbook.viz.optimisers import lr_schedule_explorer, schedules_html
+
+    html = schedules_html(1e-2, 10_000, 2_500, 40_000)
+    assert "<svg" in html and "final lr: PaLM 5.01e-03" in html  # 1 / sqrt(39,800), the last step drawn
+    box = lr_schedule_explorer(total_steps=40_000)
+    panel, total = box.children[-1], box.children[3]
+    assert panel.value == html
+    total.value = 160_000
+    assert "final lr: PaLM 2.51e-03" in panel.value  # 1 / sqrt(159,200)

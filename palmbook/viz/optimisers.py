@@ -7,6 +7,7 @@ loss curves with a band over seeds.
 |                          | steps moves a marker along every path, a menu picks the learning rate          |
 | ``clipping_figure``      | a two-tensor gradient, globally and per-tensor clipped, as arrows in the plane  |
 | ``seed_band_figure``     | loss per step of several runs: the mean over seeds and the band from min to max |
+| ``lr_schedule_explorer`` | (live kernel) sliders redraw PaLM's schedule and warm-up + cosine as an SVG     |
 
 The slider of ``optimiser_paths_figure`` restyles one marker per path (the paths themselves are drawn once), so
 the page stays small however many steps there are.
@@ -21,9 +22,10 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from .common import BLUE, BROWN, GREEN, GREY, ORANGE, PURPLE, RED, slider
+from ..optim import LRSchedule, lr_curve
+from .common import BLUE, BROWN, GREEN, GREY, ORANGE, PURPLE, RED, slider, svg_curves
 
-__all__ = ["clipping_figure", "optimiser_paths_figure", "seed_band_figure"]
+__all__ = ["clipping_figure", "lr_schedule_explorer", "optimiser_paths_figure", "seed_band_figure"]
 
 # The ladder's colours, in the chapter's order (SGD, momentum, RMSProp, Adam, AdamW, PaLM).
 _COLOURS = (GREY, ORANGE, GREEN, BLUE, PURPLE, RED, BROWN)
@@ -323,3 +325,38 @@ def seed_band_figure(
         title=title, xaxis_title="step", yaxis_title=y_title, height=460, legend=dict(orientation="h", y=-0.2)
     )
     return fig
+
+
+def schedules_html(peak: float, plateau: int, warmup: int, total: int, points: int = 200) -> str:
+    """PaLM's schedule (``plateau`` steps at ``peak``, then decay as 1/sqrt(step)) and warm-up + cosine over
+    ``total`` steps, as an inline SVG chart, with the average and final rate of each underneath."""
+    steps = list(range(0, total, max(total // points, 1)))
+    palm = lr_curve(LRSchedule("palm", peak, constant_steps=plateau), steps)[1]
+    cosine = lr_curve(LRSchedule("cosine", peak, warmup_steps=warmup, total_steps=total), steps)[1]
+    svg = svg_curves(
+        steps, {"PaLM": (palm.tolist(), RED), "warm-up + cosine": (cosine.tolist(), BLUE)}, (0.0, 1.05 * peak)
+    )
+    return (
+        f"{svg}<br>average lr over {total:,} steps: PaLM {palm.mean():.2e}, cosine {cosine.mean():.2e}; "
+        f"final lr: PaLM {palm[-1]:.2e}, cosine {cosine[-1]:.2e}"
+    )
+
+
+def lr_schedule_explorer(total_steps: int, peak: float = 1e-2, plateau: int = 10_000, warmup: int = 2_500):
+    """Sliders for the peak rate, PaLM's plateau, the cosine warm-up and the run length above
+    :func:`schedules_html` (a live kernel redraws it; the static page keeps the first drawing)."""
+    import ipywidgets as widgets  # heavy: only a chapter that draws the explorer pays for it
+
+    from ..book import explorer
+
+    return explorer(
+        schedules_html,
+        {
+            "peak": widgets.FloatLogSlider(value=peak, base=10, min=-4, max=-1, step=0.25, description="peak lr"),
+            "plateau": widgets.IntSlider(value=plateau, min=1_000, max=50_000, step=1_000, description="PaLM plateau"),
+            "warmup": widgets.IntSlider(value=warmup, min=0, max=25_000, step=500, description="warm-up"),
+            "total": widgets.IntSlider(
+                value=total_steps, min=20_000, max=max(500_000, total_steps), step=4_000, description="total steps"
+            ),
+        },
+    )
