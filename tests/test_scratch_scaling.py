@@ -81,3 +81,24 @@ def test_shards_are_equal_sized_and_gather_back_to_the_tensor():
     shards = S.shard(t, 4)
     assert [s.numel() for s in shards] == [3, 3, 3, 3]
     assert torch.equal(S.unshard(shards, t.shape), t)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_tensor_parallel_block_equals_the_block_with_one_all_reduce(n):
+    from palmbook.scratch.palm import ScratchBlock
+
+    cfg = PaLMConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, head_dim=8, d_ff=64, max_seq_len=16)
+    torch.manual_seed(0)
+    block = ScratchBlock(cfg).double()
+    x = torch.randn(2, 16, 32, dtype=torch.float64)
+    out, all_reduces = S.tensor_parallel_block(block, x, n)
+    torch.testing.assert_close(out, block(x))
+    assert all_reduces == 1
+
+
+def test_a_tensor_parallel_block_refuses_a_split_that_does_not_divide_the_heads():
+    from palmbook.scratch.palm import ScratchBlock
+
+    cfg = PaLMConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, head_dim=8, d_ff=64, max_seq_len=16)
+    with pytest.raises(ValueError, match="query heads"):
+        S.tensor_parallel_block(ScratchBlock(cfg), torch.randn(1, 4, 32), 3)

@@ -66,3 +66,13 @@ def test_memory_trace_figure_draws_each_trace_in_mib_with_its_backward_mark() ->
     fig = memory_trace_figure({"run": trace}, levels={"parameters": 2**20})
     assert list(fig.data[0].y) == [1.0, 3.0, 0.5]
     assert {s.x0 for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1} == {1}
+
+
+def test_activation_memory_figure_draws_one_bar_set_per_way_over_the_same_lengths():
+    from palmbook.viz.backprop import activation_memory_figure
+
+    fig = activation_memory_figure({"full": {32: 4.0, 64: 8.0}, "checkpointed": {32: 1.0, 64: 2.0}}, 3.0, "t")
+    assert [tuple(bar.x) for bar in fig.data] == [("32", "64"), ("32", "64")]
+    assert [tuple(bar.y) for bar in fig.data] == [(4.0, 8.0), (1.0, 2.0)]
+    with pytest.raises(ValueError, match="lengths"):
+        activation_memory_figure({"full": {32: 4.0}, "other": {64: 1.0}}, 3.0, "t")

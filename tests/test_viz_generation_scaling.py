@@ -61,3 +61,30 @@ def test_speed_and_repetition_figures_have_one_line_per_method(n):
     assert list(same.data[0].y) == [10.0, 9.0] and list(same.data[0].error_y.arrayminus) == [2.0, 2.0]
     rep = viz.repetition_figure({f"f{i}": [(0.0, 0.2, "a b"), (1.0, 0.9, "c d")] for i in range(n)})
     assert len(rep.data) == n and list(rep.data[0].y) == [0.2, 0.9]
+
+
+def test_parse_launch_reads_torchrun_and_palmbook_flags_with_their_own_parsers():
+    from palmbook.viz.scaling import parse_launch
+
+    one = parse_launch("palmbook train --preset palm-small --out-dir runs/small")
+    assert (one.nodes, one.processes_per_node, one.args.command, one.args.out_dir) == (1, 1, "train", "runs/small")
+    many = parse_launch(
+        "torchrun --nnodes 4 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint H:29500 --rdzv_id R "
+        "-m palmbook train --preset palm-1b --distributed fsdp --out-dir /shared/1b"
+    )
+    assert (many.nodes, many.processes_per_node, many.args.distributed) == (4, 8, "fsdp")
+    with pytest.raises(SystemExit):
+        parse_launch("palmbook train --no-such-flag 1")
+    with pytest.raises(ValueError, match="palmbook"):
+        parse_launch("python train.py")
+
+
+def test_memory_parts_buttons_restyle_only_the_last_part():
+    from palmbook.viz.scaling import memory_parts_figure
+
+    parts = {"weights": {"a": 1.0, "b": 2.0}, "activations": {"a": 10.0, "b": 20.0}}
+    alternatives = {"without": {"a": 10.0, "b": 20.0}, "with": {"a": 3.0, "b": 4.0}}
+    fig = memory_parts_figure(parts, alternatives, "t")
+    assert [tuple(bar.y) for bar in fig.data] == [(1.0, 2.0), (10.0, 20.0)]
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [(b.args[0]["y"], list(b.args[1])) for b in buttons] == [([[10.0, 20.0]], [1]), ([[3.0, 4.0]], [1])]

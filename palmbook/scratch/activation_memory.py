@@ -1,8 +1,9 @@
 """Activation memory: what autograd keeps for the backward pass, measured, and activation checkpointing.
 
-The backward formulas of chapter 7 need tensors from the forward pass (a linear layer's dW = dy^T x needs x; the
-attention backward needs Q, K, V and the softmax statistics). Autograd saves them during the forward pass and frees
-them during the backward pass. This module measures that memory two independent ways:
+Chapter 14 (scaling up) measures it; chapter 7's backward formulas explain it: they need tensors from the forward
+pass (a linear layer's dW = dy^T x needs x; the attention backward needs Q, K, V and the softmax statistics).
+Autograd saves them during the forward pass and frees them during the backward pass. This module measures that
+memory two independent ways:
 
 * :func:`saved_tensors` — every tensor autograd saves, through ``torch.autograd.graph.saved_tensors_hooks``,
   counted once per storage and split into activations vs. model state (parameters, buffers);

@@ -4,7 +4,7 @@
       -> E[ids]                                   embedding lookup, chapter 2        (B, T, d)
       -> L x  x + Attn(LN(x)) + MLP(LN(x))        parallel block, chapters 3 and 4   (B, T, d)
       -> LN_f                                     final LayerNorm, a scale and no bias
-      -> (h / sqrt(d)) E^T                        tied output layer, chapter 5       (B, T, V)
+      -> LN_f(x) E^T / sqrt(d)                    tied output layer, chapter 5       (B, T, V)
 
 This module holds what the chapter's short model cell leans on, so that tests cover it:
 

@@ -7,6 +7,8 @@
     optimizer_state_floats      what Adam, PaLM's unfactored Adafactor and the original factored Adafactor keep
     column_parallel_matmul      tensor (model) parallelism: split a weight matrix by columns, gather the outputs
     row_parallel_matmul         ... or by rows, and add the partial products up (an all-reduce)
+    tensor_parallel_block       a whole parallel block over n devices: column-parallel input matrices, row-parallel
+                                output matrices, ONE all-reduce per block (Megatron-LM's split of PaLM's block)
     data_parallel_gradients     data parallelism: split the batch, average the gradients (an all-reduce)
     shard / unshard             fully sharded data parallelism (FSDP, ZeRO-3): every device keeps 1/n of a tensor
 
@@ -24,6 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import PaLMConfig
+from .attention import multi_query_attention
+from .feed_forward import swiglu_ffn
+from .palm import ScratchBlock, layer_norm
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM",
@@ -34,6 +39,7 @@ __all__ = [
     "optimizer_state_floats",
     "row_parallel_matmul",
     "shard",
+    "tensor_parallel_block",
     "training_flops_per_token",
     "unshard",
 ]
@@ -132,6 +138,34 @@ def row_parallel_matmul(x: Tensor, w: Tensor, n: int) -> Tensor:
     rows = _split(n, w.shape[0], "the input dimension")
     partials = [x[..., i * rows : (i + 1) * rows] @ w[i * rows : (i + 1) * rows] for i in range(n)]
     return torch.stack(partials).sum(0)  # all-reduce (sum)
+
+
+def tensor_parallel_block(block: ScratchBlock, x: Tensor, n: int) -> tuple[Tensor, int]:
+    """One parallel block computed by n "devices" of a tensor-parallel group; returns (output, all-reduces used).
+
+    Megatron-LM's split, applied to PaLM's block ``x + Attn(LN(x)) + MLP(LN(x))``: every device holds the whole
+    input x and computes LN(x) itself (it is cheap). The matrices that READ LN(x) are split by columns
+    (column-parallel): device i gets the queries of H/n heads and d_ff/n of SwiGLU's gate and up columns, plus the
+    one shared key and value head (multi-query: too small to split, so every device keeps a copy). Its heads'
+    attention and its slice of Swish(gate) * up need nothing from the other devices. The matrices that WRITE to the
+    residual stream are split by rows (row-parallel): device i multiplies its own heads' outputs by its rows of
+    w_o, and its SwiGLU slice by its rows of w_down, giving a partial sum of the full width d. Because the block
+    ADDS attention and MLP, both partial sums travel together: one all-reduce per block in the forward pass (a
+    serial block needs two; the backward pass needs one more for dx).
+    """
+    H, h = block.n_heads, block.w_k.shape[1]
+    heads = _split(n, H, "the number of query heads")
+    cols = _split(n, block.w_gate.shape[1], "d_ff")
+    u = layer_norm(x, block.ln, block.eps)  # every device: the whole (B, T, d) input
+    partials = []
+    for i in range(n):  # device i
+        q_cols, ff = slice(i * heads * h, (i + 1) * heads * h), slice(i * cols, (i + 1) * cols)
+        attn = multi_query_attention(  # its heads' queries (columns), the shared key/value, its rows of w_o
+            u, block.w_q[:, q_cols], block.w_k, block.w_v, block.w_o[q_cols], heads, rope_base=block.rope_base
+        )
+        mlp = swiglu_ffn(u, block.w_gate[:, ff], block.w_up[:, ff], block.w_down[ff])  # columns, then rows
+        partials.append(attn + mlp)  # (B, T, d): a partial sum, no communication so far
+    return x + torch.stack(partials).sum(0), 1  # the one all-reduce (sum) of the block
 
 
 def data_parallel_gradients(

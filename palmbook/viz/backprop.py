@@ -1,11 +1,12 @@
-"""Chapter 7, backpropagation: a computation graph's backward pass step by step, gradient descent on a loss
-surface, and the memory a training step holds.
+"""Chapter 7, backpropagation: a computation graph's backward pass step by step and gradient descent on a loss
+surface; and the memory a training step holds, which chapter 14 (scaling up) measures.
 
 | figure                  | shows                                                                        |
 |-------------------------|------------------------------------------------------------------------------|
 | ``backward_pass_figure``| a :class:`palmbook.scratch.autograd.Value` graph; a slider runs its backward pass |
 | ``descent_figure``      | paths of (w, b) on a contour plot and their loss per step, one per learning rate  |
 | ``memory_trace_figure`` | bytes held by tensors over one step, forward then backward                    |
+| ``activation_memory_figure`` | saved activations per sequence length, with and without checkpointing    |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from plotly.subplots import make_subplots
 from ..scratch.autograd import topological_order
 from .common import BLUE, GREEN, ORANGE, PURPLE, RED, slider
 
-__all__ = ["backward_pass_figure", "descent_figure", "memory_trace_figure"]
+__all__ = ["activation_memory_figure", "backward_pass_figure", "descent_figure", "memory_trace_figure"]
 
 # Descent paths and memory traces: red first (the chapter's figures have always drawn the first run red).
 _PATH_COLOURS = (RED, BLUE, GREEN, PURPLE, ORANGE)
@@ -322,6 +323,36 @@ def _path_traces(paths: dict[str, Sequence[tuple[float, float, float]]], k: int)
 
 
 # ---- memory over a training step
+def activation_memory_figure(bars: dict[str, dict[int, float]], parameters_mib: float, title: str) -> go.Figure:
+    """Grouped bars: MiB of activations saved for the backward pass at each sequence length, one bar per way.
+
+    bars: label -> {sequence length -> MiB}; every label must give the same lengths. A dashed line marks the
+    parameters' size for scale. Hover for exact MiB.
+    """
+    lengths = list(next(iter(bars.values())))
+    fig = go.Figure()
+    for i, (label, by_length) in enumerate(bars.items()):
+        if list(by_length) != lengths:
+            raise ValueError(f"every bar set must give the lengths {lengths}; {label!r} gives {list(by_length)}")
+        fig.add_bar(
+            x=[str(t) for t in lengths],
+            y=list(by_length.values()),
+            name=label,
+            marker_color=_PATH_COLOURS[i % len(_PATH_COLOURS)],
+            hovertemplate="T = %{x}: %{y:.1f} MiB<extra></extra>",
+        )
+    fig.add_hline(y=parameters_mib, line_dash="dash", annotation_text="parameters", annotation_position="top left")
+    fig.update_layout(
+        barmode="group",
+        xaxis_title="sequence length T",
+        yaxis_title="MiB",
+        title=title,
+        height=420,
+        legend=dict(orientation="h", y=-0.2),
+    )
+    return fig
+
+
 def memory_trace_figure(traces: dict, levels: dict[str, float] | None = None) -> go.Figure:
     """Memory held by tensors over one training step, one line per run, from :func:`...activation_memory.memory_trace`.
 

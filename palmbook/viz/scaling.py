@@ -3,17 +3,23 @@
 | figure                   | shows                                                                          |
 |--------------------------|--------------------------------------------------------------------------------|
 | ``compute_budget_figure``| training days = 6 N D / (peak x MFU) against tokens; returns a page script too  |
+| ``memory_parts_figure``  | training memory by part and model, log axis; buttons swap one part's values     |
+
+and one helper that is plumbing, not a picture: ``parse_launch`` reads a launch command with ``torchrun``'s and
+``palmbook``'s own argument parsers, so that a chapter can show commands that are known to parse.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import plotly.graph_objects as go
 
-__all__ = ["compute_budget_figure"]
+__all__ = ["Launch", "compute_budget_figure", "memory_parts_figure", "parse_launch"]
 
 _CURVE_D = [10 ** (8 + i * 0.1) for i in range(61)]  # the curve's x: 1e8 .. 1e14 tokens
 _TIME_MARKS = (("1 hour", 1 / 24), ("1 day", 1), ("1 month", 30.4), ("1 year", 365.25))
@@ -159,3 +165,61 @@ _SCRIPT = (
     "'<b>'+when+'</b>'});}"
     "gd.on('plotly_sliderchange',function(e){S[e.slider.name]=parseInt(e.step.value);update();});})();"
 )
+
+
+def memory_parts_figure(
+    parts: Mapping[str, Mapping[str, float]], alternatives: Mapping[str, Mapping[str, float]], title: str
+) -> go.Figure:
+    """Grouped bars on a log axis: one group per model, one bar per part of the memory (in the unit given).
+
+    ``parts``: part name -> {model -> value}; the LAST part is the one that ``alternatives`` replaces.
+    ``alternatives``: button label -> {model -> value}: a button per entry restyles the last part's bars, so the
+    page switches e.g. activations with and without rematerialisation without a kernel. The first entry should
+    equal the last part's starting values.
+    """
+    names = list(next(iter(parts.values())))
+    fig = go.Figure([go.Bar(name=part, x=names, y=[values[n] for n in names]) for part, values in parts.items()])
+    last = len(parts) - 1
+    buttons = [
+        dict(label=label, method="restyle", args=[{"y": [[values[n] for n in names]]}, [last]])
+        for label, values in alternatives.items()
+    ]
+    fig.update_layout(
+        barmode="group",
+        yaxis=dict(title="terabytes (log scale)", type="log"),
+        height=450,
+        title=title,
+        updatemenus=[dict(type="buttons", direction="right", x=0, y=1.15, buttons=buttons)],
+    )
+    return fig
+
+
+class Launch(NamedTuple):
+    """What a launch command asks for, as the launchers themselves read it."""
+
+    nodes: int  # machines
+    processes_per_node: int  # one process per GPU
+    args: Any  # palmbook's parsed arguments (an argparse.Namespace): .command, .out_dir, .distributed, ...
+
+
+def parse_launch(command: str) -> Launch:
+    """Parse ``palmbook ...`` or ``torchrun ... -m palmbook ...`` with the launchers' own argument parsers.
+
+    Nothing is launched. A misspelt flag raises SystemExit, as it would on the cluster: that is the point of
+    checking a command before a long run. torchrun's ``--nnodes`` accepts a range MIN:MAX; the maximum is used.
+    """
+    from torch.distributed.run import get_args_parser  # torchrun's own parser
+
+    from ..cli import build_parser
+
+    argv = shlex.split(command)
+    nodes, per_node = 1, 1
+    if argv and argv[0] == "torchrun":
+        launch = get_args_parser().parse_args(argv[1:])
+        if not (launch.module and launch.training_script == "palmbook"):
+            raise ValueError(f"expected 'torchrun ... -m palmbook ...'; got {command!r}")
+        nodes, per_node = int(launch.nnodes.split(":")[-1]), int(launch.nproc_per_node)
+        argv = ["palmbook", *launch.training_script_args]
+    if not argv or argv[0] != "palmbook":
+        raise ValueError(f"expected a command that starts with 'palmbook' or 'torchrun'; got {command!r}")
+    return Launch(nodes, per_node, build_parser().parse_args(argv[1:]))
