@@ -6,6 +6,7 @@ with its cure. (The live loss curve of a run in progress is :class:`palmbook.viz
 | ``lr_schedule_figure``  | PaLM's schedule against warm-up + cosine, a slider for each, linear / log steps |
 | ``training_runs_figure``| train and validation loss of several runs, one colour a run                   |
 | ``spike_figure``        | a loss spike detected, rolled back and its batches skipped (§5.1)             |
+| ``precision_figure``    | runs in several precisions taking turns: loss per step, and each step's speed |
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..optim import LRSchedule, lr_curve
 from .common import BLUE, ORANGE, RED, SERIES, slider
 
-__all__ = ["lr_schedule_figure", "spike_figure", "training_runs_figure"]
+__all__ = ["lr_schedule_figure", "precision_figure", "spike_figure", "training_runs_figure"]
 
 
 def lr_schedule_figure(
@@ -195,4 +197,24 @@ def spike_figure(attempts: Sequence[dict], events: Sequence[dict]) -> go.Figure:
         height=420,
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
     )
+    return fig
+
+
+def precision_figure(records: dict[str, Sequence[dict]], title: str) -> go.Figure:
+    """Training runs that differ only in precision: ``{precision: [trainer step record, ...]}``.
+
+    Left, the loss per step (one line a run: they should lie on top of each other); right, a box of every step's
+    tokens per second after the first (which warms up), all points shown.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "tokens per second (each step)"))
+    for (precision, recs), color in zip(records.items(), (BLUE, RED, *SERIES), strict=False):
+        fig.add_scatter(
+            x=[r["step"] for r in recs], y=[r["loss"] for r in recs], name=precision, line=dict(color=color),
+            row=1, col=1,
+        )  # fmt: skip
+        fig.add_box(
+            y=[r["tokens_per_s"] for r in recs[1:]], name=precision, marker_color=color, boxpoints="all",
+            showlegend=False, row=1, col=2,
+        )  # fmt: skip
+    fig.update_layout(title=title, height=400)
     return fig
