@@ -17,11 +17,15 @@ never scored). Held-out problems: a hash of each problem sends one in ten to the
 ``"train"``; and problems with more terms than any seen in training test whether the model learned the step, not
 the length.
 
-The same generator is meant for the "flat then jump" plot of chapter 11 (not yet calibrated at CPU scale):
-teacher-forced answer accuracy (:func:`palmbook.task_training.masked_accuracy`) per token should improve smoothly
-with model size while exact match of a many-digit answer (all tokens right, roughly p ** digits) stays near zero
-and then rises steeply, which is how Schaeffer et al. (2023, arXiv 2304.15004) explain much of "emergence": by the
-choice of metric.
+``modulo`` keeps only the remainder of every running sum: with single digits (``digits=1``) and ``modulo=10``,
+``7+5+9+3=2,1,4;`` worked or ``7+5+9+3=4;`` direct. Each worked step is then one fact from a table of 100 (the last
+digit of a + b), while the direct answer needs all of them composed: the form in which chapter 11 shows chain of
+thought winning at CPU scale (with 2-digit terms and full sums, neither form learned 3- and 4-term problems in the
+steps a CPU allows).
+
+An earlier draft also used 3-digit direct addition for the "flat then jump" plot (per-token accuracy against exact
+match, Schaeffer et al., 2023, arXiv 2304.15004); at CPU scale no model of that sweep learned it, so chapter 11
+scores its Shakespeare sweep that way instead.
 """
 
 from __future__ import annotations
