@@ -26,13 +26,15 @@ then "?", the query key and the answer (last position); ``fillers`` tokens scatt
 vary where each pair sits (an induction head does not care: it keys on "the token before me", wherever that is).
 
 The control needs care. One layer cannot build an induction head, but with several heads it can still beat the
-frequency-free baseline: in the calibration (``/work/notes/issue17_calibration.md``) a 1-layer, 4-head model
+frequency-free baseline: in the calibration runs of chapter 11 a 1-layer, 4-head model
 reached 41% at one balanced shot (baseline 12.5%) after 600 steps, 34% with 6 fillers, with no induction
 pattern in its attention. A likely route: the query's position is fixed, so each head's softmax normaliser
 depends on where the query's key sits, and a few heads together can weight the values by position (our reading,
 not proven here). With ONE head per layer that route is closed: 1 layer x 1 head stayed at the baseline (19% /
 32% / 52% at 1 / 2 / 4 balanced shots against 12.5% / 25% / 50%), while 2 layers x 1 head reached 99% at step
-200. Compare depth at ``n_heads=1``. Two layouts of the demonstrations:
+200. Compare depth at ``n_heads=1``, and train on the balanced layout: with half the batches in the random layout
+(``"mixed"``), one seed in three stayed on the frequency heuristic for 800 steps, while balanced training switched
+every seed on by step 250. Two layouts of the demonstrations:
 
 * ``"random"``: the other demonstrations draw keys uniformly (with repetition) from the keys that are not the
   query. A key shown more often puts its value in the context more often, so "answer the most frequent value"
@@ -43,7 +45,7 @@ not proven here). With ONE head per layer that route is closed: 1 layer x 1 head
 
 The training loss covers every value token (demonstrations and answer), not the answer alone: each repeated key
 in the demonstrations is one more recall exercise, and with the answer alone a 2-layer model stayed at chance in
-the calibration runs (see ``/work/shared/guides/SCALE_EXPERIMENTS.md``).
+the calibration runs.
 """
 
 from __future__ import annotations
