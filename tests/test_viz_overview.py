@@ -24,3 +24,19 @@ def test_family_tree_rejects_a_missing_parent():
     family = {"child": FamilyMember("2020-01-01", 0, "nobody", "x")}
     with pytest.raises(ValueError, match="not in the family"):
         family_tree_figure(family)
+
+
+def test_parameter_breakdown_cuts_in_proj_and_sums_to_the_count():
+    import torch
+
+    from palmbook import PaLM, PaLMConfig
+    from palmbook.viz.overview import parameter_breakdown
+
+    c = PaLMConfig.preset("palm-8b")
+    with torch.device("meta"):
+        model = PaLM(c)
+    parts = parameter_breakdown(model)
+    assert parts["embedding"] == c.vocab_size * c.d_model
+    assert parts["attention"] == c.n_layers * (c.d_model * c.qkv_dim + c.n_heads * c.head_dim * c.d_model)
+    assert parts["MLP"] == c.n_layers * 3 * c.d_model * c.d_ff
+    assert sum(parts.values()) == model.num_parameters(include_norms=False)

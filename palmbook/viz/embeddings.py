@@ -64,7 +64,9 @@ def logit_scale_figure(samples: dict[int, tuple[Tensor, Tensor]], bin_width: flo
             hovertemplate=f"sqrt({d}) = {root:.2f}<extra></extra>",
         )
         ranges.append([min(-4.0, others.min().item() - 0.5), max(own.max().item(), root) + 2.0])
-    titles = [f"A fresh model, d = {d}: the input token's own logit is near sqrt(d) = {d**0.5:.1f}" for d in ds]
+    titles = [
+        f"Embedding, LayerNorm, shared output (no blocks), d = {d}: own logit near sqrt(d) = {d**0.5:.1f}" for d in ds
+    ]
     steps = [
         dict(
             method="update",
@@ -80,7 +82,7 @@ def logit_scale_figure(samples: dict[int, tuple[Tensor, Tensor]], bin_width: flo
         title=titles[0],
         barmode="overlay",
         bargap=0,
-        xaxis=dict(title="logit = h · e_j / sqrt(d)", range=ranges[0]),
+        xaxis=dict(title="logit = h · E_j / sqrt(d)", range=ranges[0]),
         yaxis=dict(title="density", range=[0, 0.8]),
         sliders=[slider(steps, 0, "d_model = ", pad=dict(t=50))],
         legend=dict(x=0.98, xanchor="right", y=0.98),

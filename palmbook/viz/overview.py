@@ -4,6 +4,9 @@
 |------------------------|--------------------------------------------------------------------------------|
 | ``family_tree_figure`` | the models PaLM builds on and the ones built on it, by date, with their lineage |
 
+``parameter_breakdown`` splits a model's parameters into embedding, attention and MLP by cutting each block's fused
+input projection at its boundaries (the numbers behind ``palmbook.viz.parameter_breakdown_figure``).
+
 The facts live in :data:`PALM_FAMILY` (one line per model, with the paper that reports it), so that the chapter's
 cell is one call and a correction is made in one place.
 """
@@ -11,13 +14,16 @@ cell is one call and a correction is made in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import plotly.graph_objects as go
 
 from .common import SERIES
 
-__all__ = ["LANES", "PALM_FAMILY", "FamilyMember", "family_tree_figure"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["LANES", "PALM_FAMILY", "FamilyMember", "family_tree_figure", "parameter_breakdown"]
 
 LANES = ("encoder-decoder", "encoder only", "GPT line (decoder only)", "PaLM line (Google)")
 
@@ -42,10 +48,20 @@ PALM_FAMILY: dict[str, FamilyMember] = {
         "Devlin et al. (arXiv 1810.04805): a Transformer encoder, masked-token pre-training",
     ),
     "GPT": FamilyMember(
-        "2018-06-11", 2, "Transformer", "Radford et al.: a decoder-only Transformer, next-token pre-training"
+        "2018-06-11",
+        2,
+        "Transformer",
+        "Radford et al. 2018, OpenAI report 'Improving Language Understanding by Generative Pre-Training' "
+        "(dated by OpenAI's announcement): "
+        "a decoder-only Transformer, next-token pre-training",
     ),
     "GPT-2": FamilyMember(
-        "2019-02-14", 2, "GPT", "Radford et al.: a larger GPT (1.5B parameters) that does tasks zero-shot"
+        "2019-02-14",
+        2,
+        "GPT",
+        "Radford et al. 2019, OpenAI report 'Language Models are Unsupervised Multitask Learners' "
+        "(dated by OpenAI's announcement): "
+        "a larger GPT (1.5B parameters) that does tasks zero-shot",
     ),
     "GPT-3": FamilyMember(
         "2020-05-28", 2, "GPT-2", "Brown et al. (arXiv 2005.14165): 175B parameters, few-shot prompting"
@@ -117,3 +133,28 @@ def family_tree_figure(
         xaxis=dict(range=["2016-12-01", "2025-01-01"]),
     )
     return fig
+
+
+def parameter_breakdown(model: nn.Module) -> dict[str, int]:
+    """Parameters of a ``palmbook.PaLM`` by component: embedding, attention, MLP (LayerNorm scales left out).
+
+    Each block's fused ``in_proj`` weight is cut at its boundaries. ``nn.Linear`` stores a ``d -> F`` matrix as
+    ``(F, d)``, so the paper's columns [queries | key | value | gate | up] are the stored tensor's rows: the first
+    ``H*h + 2h`` rows belong to attention, the remaining ``2 * d_ff`` to the MLP. Works on the meta device.
+    """
+    c = model.config
+    parts = {"embedding": 0, "attention": 0, "MLP": 0}
+    for name, p in model.named_parameters():
+        if name == "embed.weight":
+            parts["embedding"] += p.numel()
+        elif name.endswith("in_proj.weight"):
+            attention_rows, mlp_rows = p.split([c.qkv_dim, 2 * c.d_ff], dim=0)
+            parts["attention"] += attention_rows.numel()
+            parts["MLP"] += mlp_rows.numel()
+        elif name.endswith("attn_out.weight"):
+            parts["attention"] += p.numel()
+        elif name.endswith("ffn_out.weight"):
+            parts["MLP"] += p.numel()
+    if sum(parts.values()) != model.num_parameters(include_norms=False):
+        raise ValueError("the model holds matrices this breakdown does not know: not a palmbook.PaLM?")
+    return parts
