@@ -195,6 +195,18 @@ def test_block_attention_branch_equals_the_parallel_block_minus_its_mlp_branch()
         torch.testing.assert_close(x + got + mlp_branch, block(x, cos, sin))
 
 
+def test_block_attention_map_equals_the_models_first_layer_attention_maps():
+    torch.manual_seed(3)
+    cfg = PaLMConfig.preset("palm-tiny")
+    model = PaLM(cfg).eval()
+    with torch.no_grad():
+        model.blocks[0].norm.weight.uniform_(0.5, 1.5)
+        idx = torch.randint(0, cfg.vocab_size, (2, 9))
+        got = S.block_attention_map(model.blocks[0], model.embed(idx), cfg.rope_base)
+    torch.testing.assert_close(got, model.attention_maps(idx)[0])
+    torch.testing.assert_close(got.sum(-1), torch.ones(2, cfg.n_heads, 9))
+
+
 def test_block_attention_weights_have_the_multi_query_shapes():
     cfg = PaLMConfig.preset("palm-tiny")
     w = S.block_attention_weights(PaLM(cfg).blocks[0])

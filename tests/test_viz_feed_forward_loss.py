@@ -59,6 +59,15 @@ def test_prediction_steps_figure_has_one_slider_step_per_snapshot_and_marks_the_
         viz.prediction_steps_figure([], "ctx")
 
 
+def test_loss_table_html_reports_the_cross_entropy_of_the_target_and_refuses_an_unknown_one():
+    page = viz.loss.loss_table_html([2.0, 1.0, 0.0, -1.0], ["thee", "thou", "you", "ye"], "thou")
+    log_z = math.log(math.exp(2) + math.exp(1) + 1 + math.exp(-1))
+    assert f"log Z = {log_z:.3f}" in page and f"= {log_z - 1:.3f} nats" in page
+    assert page.count("<tr>") == 5  # a header and one row per token
+    with pytest.raises(ValueError, match="target"):
+        viz.loss.loss_table_html([0.0], ["a"], "b")
+
+
 def test_loss_and_log_z_figure_links_each_run_across_panels():
     runs = {
         "z-loss": {"step": [0, 1], "ce": [3.0, 2.0], "log_z": [4.0, 3.0]},

@@ -10,6 +10,7 @@ Everything here is plain tensor algebra, written to be read next to the chapter'
     multi_query_attention       H query heads sharing ONE key head and ONE value head (Shazeer 2019; PaLM §2)
     block_attention_weights     the four attention matrices hidden inside a ParallelBlock's fused in_proj
     block_attention_branch      Attention(LN(x)) of a ParallelBlock, recomputed from those weights
+    block_attention_map         that branch's attention weights, (B, H, T, T): what model.attention_maps draws
     kv_cache_bytes_per_token    memory a KV cache needs per token, multi-head vs multi-query
 
 Weights use the maths convention ``y = x @ W`` with W of shape (d_in, d_out); ``nn.Linear`` stores the transpose.
@@ -32,6 +33,7 @@ __all__ = [
     "AttentionWeights",
     "attention",
     "block_attention_branch",
+    "block_attention_map",
     "block_attention_weights",
     "causal_mask",
     "kv_cache_bytes_per_token",
@@ -222,11 +224,30 @@ def block_attention_branch(block: torch.nn.Module, x: Tensor, rope_base: float =
     x: (B, T, d) at positions 0..T-1 -> (B, T, d). LN is PaLM's LayerNorm: subtract the mean, divide by the
     standard deviation, multiply by a learned scale, and no bias (§2 "No Biases").
     """
+    w = block_attention_weights(block)
+    return multi_query_attention(_layer_norm(block, x), *w, n_heads=block.n_heads, causal=True, rope_base=rope_base)
+
+
+def block_attention_map(block: torch.nn.Module, x: Tensor, rope_base: float = 10_000.0) -> Tensor:
+    """The attention weights of a ParallelBlock's branch, from scratch: x (B, T, d) -> (B, H, T, T).
+
+    LN, the query and key matrices, RoPE on both, then the causal softmax: row i of head j is how query i of head j
+    spreads its weight over keys 0..i. ``PaLM.attention_maps`` returns these for every layer.
+    """
+    w = block_attention_weights(block)
+    ln = _layer_norm(block, x)
+    q, k = split_heads(ln @ w.w_q, block.n_heads), (ln @ w.w_k).unsqueeze(1)  # (B, H, T, h), (B, 1, T, h)
+    positions, mask = _positions_and_mask(x.shape[1], True, x.device)
+    q, k = rotate(q, positions, rope_base), rotate(k, positions, rope_base)
+    _, weights = attention(q, k, k, mask)  # the values do not change the weights
+    return weights
+
+
+def _layer_norm(block: torch.nn.Module, x: Tensor) -> Tensor:
+    """PaLM's LayerNorm (chapter 2): subtract the mean, divide by the standard deviation, multiply by the scale."""
     mean = x.mean(-1, keepdim=True)
     var = x.var(-1, unbiased=False, keepdim=True)
-    ln = (x - mean) / torch.sqrt(var + block.norm.eps) * block.norm.weight
-    w = block_attention_weights(block)
-    return multi_query_attention(ln, *w, n_heads=block.n_heads, causal=True, rope_base=rope_base)
+    return (x - mean) / torch.sqrt(var + block.norm.eps) * block.norm.weight
 
 
 # --------------------------------------------------------------------------------------------- memory

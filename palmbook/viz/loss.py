@@ -6,19 +6,23 @@ how a model's predictions sharpen as it trains.
 | ``logit_shift_figure``     | logits + c and softmax(logits + c): only log Z moves (§5, z-loss)        |
 | ``loss_and_log_z_figure``  | cross-entropy and mean log Z per step, for runs with and without z-loss  |
 | ``prediction_steps_figure``| the top predictions for one context, a slider over training steps        |
+| ``loss_table_html``        | the HTML panel of the chapter's explorer: p, log Z, cross-entropy, z-loss |
 """
 
 from __future__ import annotations
 
+import html
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..book.widgets import bar_html
 from .common import BLUE, GREEN, RED, SERIES, slider
 
-__all__ = ["logit_shift_figure", "loss_and_log_z_figure", "prediction_steps_figure"]
+__all__ = ["logit_shift_figure", "loss_and_log_z_figure", "loss_table_html", "prediction_steps_figure"]
 
 
 def logit_shift_figure(
@@ -143,3 +147,23 @@ def prediction_steps_figure(
         margin=dict(l=140),
     )
     return fig
+
+
+def loss_table_html(logits: Sequence[float], labels: Sequence[str], target: str, z_coef: float = 1e-4) -> str:
+    """An HTML table of softmax(logits) with bars (the target's in red), then log Z, the cross-entropy
+    log Z - z_target, the z-loss z_coef * (log Z)^2 and the perplexity: the panel of chapter 5's explorer."""
+    if len(logits) != len(labels) or target not in labels:
+        raise ValueError(f"need one label per logit and a target among them; got {len(logits)} logits, {list(labels)}")
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    p, log_z = torch.softmax(z, -1), torch.logsumexp(z, -1).item()
+    ce = log_z - z[list(labels).index(target)].item()
+    rows = "".join(
+        f"<tr><td>{html.escape(w)}</td><td>{v:+.2f}</td><td>{bar_html(pj, RED if w == target else GREEN, 260)}</td>"
+        f"<td>{pj:.3f}</td></tr>"
+        for w, v, pj in zip(labels, z.tolist(), p.tolist(), strict=True)
+    )
+    return (
+        f"<table><tr><th>token</th><th>logit</th><th></th><th>p</th></tr>{rows}</table>"
+        f"<p>log Z = {log_z:.3f} &nbsp; cross-entropy = log Z − z<sub>{html.escape(target)}</sub> = {ce:.3f} nats"
+        f" &nbsp; z-loss = {z_coef * log_z * log_z:.2e} &nbsp; perplexity = {math.exp(ce):.2f}</p>"
+    )
