@@ -11,6 +11,12 @@ Every builder returns a ``datasets.DatasetDict``; the same arguments always give
                          split by play, so the held-out passages come from plays never trained on
     sentiment_lines      speeches with WEAK labels from a small hand-written lexicon, the lexicon's words masked
                          out of the text: it measures agreement with a lexicon, not human judgement of sentiment
+    last_word_cloze      "which word ends this line?" (LAMBADA-style): the text of a held-out play up to a line's
+                         last word, that word and distractors (last words of other lines of the same play)
+    line_order           the first lines of a speech in their real order and in a shuffled one: which is real?
+                         (the same tokens in both, so unigram and bigram models score them exactly alike)
+    turn_taking_prompts  k exchanges of a two-person dialogue of a held-out play in the prompt, then "who speaks
+                         next?": a k-shot prompting task whose answer the pattern in the prompt gives away
 
 The Shakespeare builders keep :func:`palmbook.shakespeare.shakespeare`'s split by play: ``train`` (29 plays),
 ``validation`` (5 plays) and ``test`` (4 plays).
@@ -36,13 +42,16 @@ __all__ = [
     "chinese_to_number",
     "english_to_number",
     "genre_passages",
+    "last_word_cloze",
     "lexicon_counts",
+    "line_order",
     "mask_lexicon",
     "number_to_chinese",
     "number_to_english",
     "number_translation",
     "sentiment_lines",
     "speaker_questions",
+    "turn_taking_prompts",
 ]
 
 SPLITS = ("train", "validation", "test")
@@ -421,6 +430,178 @@ _SENTIMENT_FEATURES = {
     "play": "string", "genre": "string", "speaker": "string", "text": "string", "original": "string",
     "label": "string", "n_positive": "int64", "n_negative": "int64",
 }  # fmt: skip
+
+
+# ---- last-word cloze (LAMBADA-style)
+_LAST_WORD = re.compile(r"([A-Za-z]+(?:'[A-Za-z]+)*)([^A-Za-z]*)$")  # a line's last word and what follows it
+
+
+def last_word_cloze(
+    *,
+    splits: Iterable[str] = ("validation", "test"),
+    n_candidates: int = 4,
+    context_chars: int = 400,
+    min_word_chars: int = 3,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Which word ends this line? One question per line of verse or prose whose last word has at least
+    ``min_word_chars`` letters, in the held-out plays (LAMBADA's format, Paperno et al. 2016: predict the last word).
+
+    ``context`` is the play's text (speeches rendered as in :func:`render_speech`, a blank line between them) up
+    to the space before the line's last word, cut to its last ``context_chars`` characters; ``answer`` is that word
+    and ``tail`` what follows it on the line (punctuation, often nothing). The other ``n_candidates - 1``
+    candidates are last words of other lines of the SAME play, distinct from the answer and from each other
+    (case-insensitively), drawn with ``random.Random(seed)`` as often as they end a line: answer and distractors
+    come from the same distribution, so word frequency alone (a unigram model) cannot tell them apart. The
+    answer's place among the candidates is random; ``label`` is its index. Lines of one word, speaker names and
+    stage directions ("[Exit]") are not asked about. Columns: play, genre, context, answer, tail, candidates, label.
+    """
+    if n_candidates < 2:
+        raise ValueError(f"a cloze question needs at least 2 candidates; got n_candidates={n_candidates}")
+    if context_chars < 1 or min_word_chars < 1:
+        raise ValueError(f"context_chars and min_word_chars must be >= 1; got {context_chars}, {min_word_chars}")
+    rng = random.Random(seed)
+    out: dict[str, dict[str, list]] = {}
+    for split in splits:
+        cols: dict[str, list] = {k: [] for k in _CLOZE_FEATURES}
+        for play, rows in _by_play(_speech_rows(split)).items():
+            stream, items = "", []  # items: (start of the answer in stream, answer, tail)
+            for r in rows:
+                stream += "\n\n" if stream else ""
+                if r["speaker"]:
+                    stream += f"{r['speaker']}:\n"
+                for i, line in enumerate(r["text"].split("\n")):
+                    at = len(stream)
+                    stream += ("\n" if i else "") + line
+                    m = _LAST_WORD.search(line)
+                    if m and not line.lstrip().startswith("[") and len(m.group(1)) >= min_word_chars:
+                        start = len(stream) - len(line) + m.start(1)
+                        if stream[at:start].strip(" \n"):  # the line has words before its last one
+                            items.append((start, m.group(1), m.group(2)))
+            pool = [w for _, w, _ in items]  # every line's last word, repeats kept: drawn as often as they end lines
+            if len({w.lower() for w in pool}) < n_candidates:
+                continue
+            for start, answer, tail in items:
+                others: list[str] = []
+                while len(others) < n_candidates - 1:
+                    w = rng.choice(pool)
+                    if w.lower() != answer.lower() and w.lower() not in {o.lower() for o in others}:
+                        others.append(w)
+                label = rng.randrange(n_candidates)
+                for key, value in (
+                    ("play", play),
+                    ("genre", rows[0]["genre"]),
+                    ("context", stream[max(0, start - context_chars) : start].rstrip(" ")),
+                    ("answer", answer),
+                    ("tail", tail),
+                    ("candidates", [*others[:label], answer, *others[label:]]),
+                    ("label", label),
+                ):
+                    cols[key].append(value)
+        out[split] = cols
+    return _dataset_dict(out, _CLOZE_FEATURES)
+
+
+_CLOZE_FEATURES = {
+    "play": "string", "genre": "string", "context": "string", "answer": "string", "tail": "string",
+    "candidates": ["string"], "label": "int64",
+}  # fmt: skip
+
+
+# ---- line order
+def line_order(
+    *,
+    splits: Iterable[str] = ("validation", "test"),
+    n_lines: int = 4,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """The first ``n_lines`` lines of a speech, in their real order and in a shuffled one: which order is real?
+
+    One row per speech of a held-out play with a speaker and at least ``n_lines`` lines, none of them a stage
+    direction. ``prompt`` is "SPEAKER:\\n" (the speech's first line follows a line break, as every other line
+    does); ``real`` and ``shuffled`` are the lines joined and ended by line breaks, ``shuffled`` in another order
+    drawn with ``random.Random(seed)``. Both hold the same lines, each after a line break, so a model that sees
+    one token back (a bigram) or none (a unigram) gives both exactly the same probability: only a model that
+    reads across lines can tell them apart. Columns: play, speaker, prompt, real, shuffled.
+    """
+    if n_lines < 2:
+        raise ValueError(f"n_lines must be >= 2 (one line has only one order); got {n_lines}")
+    rng = random.Random(seed)
+    out: dict[str, dict[str, list]] = {}
+    for split in splits:
+        cols: dict[str, list] = {"play": [], "speaker": [], "prompt": [], "real": [], "shuffled": []}
+        for r in _speech_rows(split):
+            lines = r["text"].split("\n")[:n_lines]
+            if not r["speaker"] or len(lines) < n_lines or len(set(lines)) < n_lines:
+                continue
+            if any(line.lstrip().startswith("[") or not line.strip() for line in lines):
+                continue
+            order = lines[:]
+            while order == lines:
+                rng.shuffle(order)
+            for key, value in (
+                ("play", r["play"]),
+                ("speaker", r["speaker"]),
+                ("prompt", f"{r['speaker']}:\n"),
+                ("real", "\n".join(lines) + "\n"),
+                ("shuffled", "\n".join(order) + "\n"),
+            ):
+                cols[key].append(value)
+        out[split] = cols
+    return _dataset_dict(out, {k: "string" for k in ("play", "speaker", "prompt", "real", "shuffled")})
+
+
+# ---- k-shot prompting: a turn-taking pattern in the prompt
+def turn_taking_prompts(
+    *,
+    splits: Iterable[str] = ("validation", "test"),
+    max_turns: int = 8,
+    n_candidates: int = 4,
+    per_pair: int = 4,
+    max_chars: int = 60,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """A two-person dialogue pattern for k-shot prompting: who speaks next after A, B, A, B, ..., B?
+
+    For each held-out play, its ``n_candidates`` most frequent speakers are the candidates (most frequent first,
+    as in :func:`speaker_questions`); for every ordered pair (A, B) of them, ``per_pair`` rows are drawn with
+    ``random.Random(seed)``. A row's ``turns`` are ``max_turns`` speeches rendered as in the plays' text
+    ("NAME:\\n" + a line), alternating between A and B and ending with B, so the speaker after them is A (the
+    ``answer``; ``label`` its index in ``candidates``). Each line is a one-line speech of ``max_chars`` characters
+    or fewer that its speaker says somewhere in the play, so the lines do not form a real conversation: the only
+    clue to the answer is the pattern. The last k turns make a k-shot prompt: with k = 1 only B is shown and the
+    answer cannot be known; from k = 2 the pattern gives it away. Columns: play, turns, answer, candidates, label.
+    """
+    if max_turns < 1 or per_pair < 1:
+        raise ValueError(f"max_turns and per_pair must be >= 1; got {max_turns}, {per_pair}")
+    if n_candidates < 2:
+        raise ValueError(f"a question needs at least 2 candidates; got n_candidates={n_candidates}")
+    rng = random.Random(seed)
+    out: dict[str, dict[str, list]] = {}
+    for split in splits:
+        cols: dict[str, list] = {"play": [], "turns": [], "answer": [], "candidates": [], "label": []}
+        for play, rows in _by_play(_speech_rows(split)).items():
+            counts = Counter(r["speaker"] for r in rows if r["speaker"])
+            cast = sorted(counts, key=lambda s: (-counts[s], s))[:n_candidates]
+            lines = {s: sorted({r["text"] for r in rows if r["speaker"] == s and "\n" not in r["text"]
+                                and len(r["text"]) <= max_chars}) for s in cast}  # fmt: skip
+            if len(cast) < n_candidates or any(len(v) < max_turns for v in lines.values()):
+                continue
+            for a in cast:
+                for b in cast:
+                    if a == b:
+                        continue
+                    for _ in range(per_pair):
+                        who = [(b if (max_turns - 1 - i) % 2 == 0 else a) for i in range(max_turns)]  # ..., A, B
+                        said = {a: rng.sample(lines[a], max_turns), b: rng.sample(lines[b], max_turns)}
+                        cols["play"].append(play)
+                        cols["turns"].append([render_speech(s, said[s][i]) for i, s in enumerate(who)])
+                        cols["answer"].append(a)
+                        cols["candidates"].append(cast)
+                        cols["label"].append(cast.index(a))
+        out[split] = cols
+    return _dataset_dict(out, {"play": "string", "turns": ["string"], "answer": "string",
+                               "candidates": ["string"], "label": "int64"})  # fmt: skip
 
 
 # ---- helpers

@@ -15,6 +15,7 @@ from palmbook.scratch.applications import (
     layer_states,
     mean_pool,
     pad_batch,
+    target_collate,
     top_states,
     train_on_targets,
 )
@@ -151,6 +152,15 @@ def test_train_on_targets_ignores_the_prompt():
         x = torch.tensor([s[:-1] for s in seqs])
         prompt_loss = lm_loss(net(x)[:, :3], x[:, 1:4], z_loss=0.0).item()
     assert prompt_loss > 1.5
+
+
+def test_target_collate_ignores_prompt_and_padding_and_shifts_by_one():
+    inputs, targets = target_collate([[5, 6, 7, 8], [1, 2, 3]], [2, 1], pad_id=0)
+    assert inputs.tolist() == [[5, 6, 7], [1, 2, 3]]
+    # sequence 0: prompt [5, 6], target [7, 8]; sequence 1: prompt [1], target [2, 3], then one padding position
+    assert targets.tolist() == [[-100, 7, 8], [2, 3, -100]]
+    with pytest.raises(ValueError, match="one start per sequence"):
+        target_collate([[1, 2]], [])
 
 
 def test_train_on_targets_checks_its_arguments():

@@ -199,3 +199,63 @@ def test_sentiment_labels_follow_the_lexicon_and_the_text_is_masked():
             assert row["label"] == ("positive" if pos > neg else "negative")
             assert lexicon_counts(row["text"]) == (0, 0)
     assert not set(s["train"]["play"]) & set(s["test"]["play"])
+
+
+# ------------------------------------------------------------------------------------------- last-word cloze
+@pytest.fixture(scope="module")
+def cloze():
+    return tasks.last_word_cloze(splits=("validation",), seed=0)["validation"]
+
+
+def test_cloze_answer_is_the_word_that_ends_a_line_after_the_context(cloze):
+    for row in cloze.select(range(0, len(cloze), 997)):
+        assert row["candidates"][row["label"]] == row["answer"]
+        text = _play_text(row["play"]) + "\n"
+        assert f"{row['context']} {row['answer']}{row['tail']}\n" in text, (row["context"][-60:], row["answer"])
+
+
+def _play_text(play):
+    rows = [r for r in tasks._speech_rows("validation") if r["play"] == play]
+    return "\n\n".join(tasks.render_speech(r["speaker"], r["text"]) for r in rows)
+
+
+def test_cloze_candidates_are_distinct_last_words_of_the_same_play_and_the_answer_place_is_uniform(cloze):
+    for row in cloze.select(range(0, len(cloze), 101)):
+        assert len({c.lower() for c in row["candidates"]}) == len(row["candidates"]) == 4
+    labels = cloze["label"]
+    counts = [labels.count(i) for i in range(4)]
+    assert min(counts) > 0.2 * len(labels)  # the answer is not always in the same place
+
+
+def test_cloze_is_deterministic_and_checks_its_arguments():
+    a = tasks.last_word_cloze(splits=("test",), seed=3)["test"]
+    b = tasks.last_word_cloze(splits=("test",), seed=3)["test"]
+    assert a[:50] == b[:50]
+    with pytest.raises(ValueError, match="at least 2 candidates"):
+        tasks.last_word_cloze(n_candidates=1)
+
+
+# ------------------------------------------------------------------------------------------- turn-taking prompts
+def test_turn_taking_prompts_alternate_two_speakers_and_end_before_the_answer():
+    ds = tasks.turn_taking_prompts(splits=("test",), max_turns=6, per_pair=2, seed=0)["test"]
+    assert len(ds) > 0
+    for row in ds:
+        names = [t.split(":\n", 1)[0] for t in row["turns"]]
+        a, b = row["answer"], names[-1]
+        assert a != b and names == [a, b] * 3  # ..., A, B and then A speaks
+        assert row["candidates"][row["label"]] == a and b in row["candidates"]
+        assert all("\n" not in t.split(":\n", 1)[1] for t in row["turns"])  # one line each
+    with pytest.raises(ValueError, match="max_turns"):
+        tasks.turn_taking_prompts(max_turns=0)
+
+
+# ------------------------------------------------------------------------------------------- line order
+def test_line_order_holds_the_same_lines_in_another_order():
+    ds = tasks.line_order(splits=("test",), n_lines=4, seed=0)["test"]
+    assert len(ds) > 100
+    for row in ds.select(range(0, len(ds), 50)):
+        real, shuffled = row["real"].split("\n")[:-1], row["shuffled"].split("\n")[:-1]
+        assert len(real) == 4 and sorted(real) == sorted(shuffled) and real != shuffled
+        assert row["prompt"] == f"{row['speaker']}:\n" and row["real"].endswith("\n")
+    with pytest.raises(ValueError, match="n_lines"):
+        tasks.line_order(n_lines=1)

@@ -11,6 +11,8 @@
                            the paper's fine-tuning, §5), the final norm, mean pooling and a linear layer, which
                            can start from a fitted linear probe (LP-FT)
     finetune_classifier    the short loop that fine-tunes it (cross-entropy, AdamW, clipping)
+    target_collate         a batch of (prompt + target) sequences as inputs and targets, the prompt's and the
+                           padding's targets set to -100, the index the loss ignores
     train_on_targets       language-model training where only the target part of each sequence counts in the
                            loss (the paper's fine-tuning of generation tasks, §6.6)
 
@@ -38,6 +40,7 @@ __all__ = [
     "layer_states",
     "mean_pool",
     "pad_batch",
+    "target_collate",
     "top_states",
     "train_on_targets",
 ]
@@ -256,6 +259,22 @@ def finetune_classifier(
 
 
 # ============================================================================================ sequence-to-sequence
+def target_collate(sequences: Sequence[Sequence[int]], starts: Sequence[int], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """(prompt + target) token lists -> inputs (B, T - 1) and targets (B, T - 1), T the longest sequence.
+
+    Right-padded with ``pad_id``; targets are the inputs shifted by one, with -100 (the index the loss ignores)
+    wherever the token to predict is part of the prompt (before ``starts[i]``) or padding.
+    """
+    if len(sequences) != len(starts):
+        raise ValueError(f"need one start per sequence; got {len(sequences)} and {len(starts)}")
+    ids, mask = pad_batch(sequences, pad_id)
+    targets = ids[:, 1:].clone()
+    for j, start in enumerate(starts):
+        targets[j, : start - 1] = -100  # position t predicts token t + 1: the first target token is read at start - 1
+    targets[~mask[:, 1:]] = -100
+    return ids[:, :-1], targets
+
+
 def train_on_targets(
     model: nn.Module,
     sequences: Sequence[Sequence[int]],
@@ -287,12 +306,8 @@ def train_on_targets(
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, lr, warmup, steps)
         rows = torch.randint(0, len(sequences), (batch_size,), generator=g).tolist()
-        ids, mask = pad_batch([sequences[r] for r in rows], pad_id)
-        targets = ids[:, 1:].clone()
-        for j, r in enumerate(rows):
-            targets[j, : starts[r] - 1] = -100  # the prompt is context, not something to learn to write
-        targets[~mask[:, 1:]] = -100
-        loss = lm_loss(model(ids[:, :-1].to(device)), targets.to(device))
+        inputs, targets = target_collate([sequences[r] for r in rows], [starts[r] for r in rows], pad_id)
+        loss = lm_loss(model(inputs.to(device)), targets.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
