@@ -38,6 +38,7 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 PAGE_TIMEOUT_MS = 60_000
 SETTLE_MS = 500  # after everything is drawn, wait this long for late errors
+PAGES_AT_ONCE = 4  # pages loading in parallel in one browser (all 23 at once timed out on 2 busy cores)
 
 
 def source_of(doc: str) -> Path:
@@ -217,7 +218,9 @@ def _visit_all(
     mode: str | None = None,
     probe: str = PROBE,
 ) -> dict[str, dict]:
-    """Open every url at once (pages load in parallel), wait for each to draw; return what each page showed.
+    """Open the urls a few at a time (``PAGES_AT_ONCE`` load in parallel), wait for each to draw; return what each
+    page showed. All at once, the second edition's 23 pages (several with megabytes of figures) took longer than
+    ``PAGE_TIMEOUT_MS`` to fire ``load`` on a busy 2-core machine.
 
     Requests outside ``allowed`` (url prefixes) are aborted and recorded. ``mode`` ("light" / "dark") is what the
     theme switcher would have stored: the pydata theme reads it from localStorage before the page draws.
@@ -230,37 +233,45 @@ def _visit_all(
         context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE)
         if mode:
             context.add_init_script(f"window.localStorage.setItem('mode', '{mode}');")
-        open_pages = []
-        for key, url in urls.items():
-            report = reports[key] = {"console": [], "page_errors": [], "failed": [], "outside": [], "http": []}
-            page = context.new_page()
-
-            def route(r, report=report):
-                if r.request.url.startswith(allowed):
-                    r.continue_()
-                else:
-                    report["outside"].append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.on("console", lambda m, rep=report: m.type == "error" and rep["console"].append(m.text))
-            page.on("pageerror", lambda e, rep=report: rep["page_errors"].append(str(e)))
-            page.on("requestfailed", lambda r, rep=report: rep["failed"].append(f"{r.url} {r.failure}"))
-            page.on("response", lambda r, rep=report: r.status >= 400 and rep["http"].append(f"{r.status} {r.url}"))
-            page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
-            open_pages.append((key, page))
-        for key, page in open_pages:
-            page.wait_for_load_state("load", timeout=PAGE_TIMEOUT_MS)
-            try:
-                page.wait_for_function(READY, timeout=PAGE_TIMEOUT_MS)
-                reports[key]["ready"] = True
-            except Exception as e:  # reported by the tests, with what the probe saw
-                reports[key]["ready"] = f"not drawn after {PAGE_TIMEOUT_MS} ms: {e}"
-        context.pages[0].wait_for_timeout(SETTLE_MS)
-        for key, page in open_pages:
-            reports[key].update(page.evaluate(probe))
+        items = list(urls.items())
+        for start in range(0, len(items), PAGES_AT_ONCE):
+            _visit_group(context, dict(items[start : start + PAGES_AT_ONCE]), reports, allowed, probe)
         browser.close()
     return reports
+
+
+def _visit_group(context, urls: dict[str, str], reports: dict[str, dict], allowed: tuple[str, ...], probe: str):
+    """Open ``urls`` in parallel in ``context``, wait for each to draw, record what each showed, close them."""
+    open_pages = []
+    for key, url in urls.items():
+        report = reports[key] = {"console": [], "page_errors": [], "failed": [], "outside": [], "http": []}
+        page = context.new_page()
+
+        def route(r, report=report):
+            if r.request.url.startswith(allowed):
+                r.continue_()
+            else:
+                report["outside"].append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("console", lambda m, rep=report: m.type == "error" and rep["console"].append(m.text))
+        page.on("pageerror", lambda e, rep=report: rep["page_errors"].append(str(e)))
+        page.on("requestfailed", lambda r, rep=report: rep["failed"].append(f"{r.url} {r.failure}"))
+        page.on("response", lambda r, rep=report: r.status >= 400 and rep["http"].append(f"{r.status} {r.url}"))
+        page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+        open_pages.append((key, page))
+    for key, page in open_pages:
+        page.wait_for_load_state("load", timeout=PAGE_TIMEOUT_MS)
+        try:
+            page.wait_for_function(READY, timeout=PAGE_TIMEOUT_MS)
+            reports[key]["ready"] = True
+        except Exception as e:  # reported by the tests, with what the probe saw
+            reports[key]["ready"] = f"not drawn after {PAGE_TIMEOUT_MS} ms: {e}"
+    open_pages[0][1].wait_for_timeout(SETTLE_MS)
+    for key, page in open_pages:
+        reports[key].update(page.evaluate(probe))
+        page.close()
 
 
 def _need_chromium() -> None:
