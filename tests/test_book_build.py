@@ -29,13 +29,9 @@ HTML = ROOT / "_build" / "html"
 STAMP = HTML / ".palmbook-strict-build"  # written only after a strict build succeeded
 sys.path.insert(0, str(ROOT / "tools"))
 import chapters  # noqa: E402  (tools/chapters.py)
+from book_pdf import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402  (tools/book_pdf.py: the one Chromium set-up)
 from edition import toc_files  # noqa: E402  (tools/edition.py: every document _toc.yml lists)
 
-CHROMIUM = os.environ.get("PALMBOOK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 PAGE_TIMEOUT_MS = 60_000
 SETTLE_MS = 500  # after everything is drawn, wait this long for late errors
 PAGES_AT_ONCE = 4  # pages loading in parallel in one browser (all 23 at once timed out on 2 busy cores)
