@@ -30,6 +30,7 @@ from .config import PaLMConfig
 
 __all__ = [
     "PEAK_FLOPS",
+    "PEAK_PRECISION",
     "MatmulPeak",
     "MemoryEstimate",
     "available_memory",
@@ -75,16 +76,18 @@ def mfu(tokens_per_second: float, flops_per_token: float, peak_flops: float) -> 
 
 
 # Dense (no sparsity) peak of the 16-bit matrix units, from the vendors' data sheets, in FLOP/s per chip.
-# MFU is quoted against this number; fp32 work reaches far less.
+# MFU is quoted against this number; fp32 work reaches far less. The 16-bit format of each peak is in
+# PEAK_PRECISION: bf16, except the V100 and T4, whose tensor cores have no bf16 (their peak is fp16).
 PEAK_FLOPS: dict[str, float] = {
     "TPU v4": 275e12,  # PaLM §4.1
     "A100": 312e12,
     "H100": 989e12,  # SXM; the PCIe card is lower (756e12)
     "H200": 989e12,
-    "V100": 125e12,
-    "T4": 65e12,
+    "V100": 125e12,  # fp16
+    "T4": 65e12,  # fp16
     "L4": 121e12,
 }
+PEAK_PRECISION: dict[str, str] = {name: "fp16" if name in ("V100", "T4") else "bf16" for name in PEAK_FLOPS}
 
 
 def peak_flops_for(device_name: str) -> float | None:
@@ -142,9 +145,14 @@ def memory_estimate(
     - activations per token: the tensors a parallel block saves for its backward pass, assuming an
       attention kernel that never stores the T x T matrix (flash attention): the block input and its
       normalised copy (2d), the fused projection output (H*Q + 2Q + 2 d_ff), the attention output (H*Q) and
-      the SwiGLU product (d_ff), in ``activation_bytes`` each (2 under bf16 autocast); plus the float32 logits
-      (V) and their softmax (V) for the loss. With ``rematerialize=True`` only each block's input is kept
-      (PaLM rematerialises, §4.1), and one block's worth is recomputed at a time.
+      the SwiGLU product (d_ff), in ``activation_bytes`` each (2 under bf16 autocast); plus what
+      :func:`~palmbook.loss.lm_loss` saves for its backward pass: one float32 log-softmax of the logits (V numbers),
+      which its backward turns into the gradient in place. The logits themselves are not saved (the output layer's
+      backward needs its input and weight, not its output); they exist during the loss's forward pass, which this
+      estimate of what is *kept* leaves out. The model's own training path, ``model(idx, targets=...)``
+      (:func:`~palmbook.loss.fused_lm_loss`), keeps no V-sized tensor at all, so for it this part is an overestimate.
+      With ``rematerialize=True`` only each block's input is kept (PaLM rematerialises, §4.1), and one block's worth
+      is recomputed at a time.
     """
     if optimizer not in ("adamw", "palm"):
         raise ValueError(f"unknown optimizer {optimizer!r}; choose 'adamw' or 'palm'")
@@ -153,7 +161,7 @@ def memory_estimate(
     per_block = 2 * c.d_model + c.fused_dim + c.n_heads * c.head_dim + c.d_ff
     # rematerialising keeps each block's input and recomputes one block at a time
     acts = c.n_layers * c.d_model + per_block if rematerialize else c.n_layers * per_block
-    per_token = acts * activation_bytes + 2 * c.vocab_size * 4
+    per_token = acts * activation_bytes + c.vocab_size * 4  # + lm_loss's float32 log-softmax
     return MemoryEstimate(
         weights=n * weight_bytes,
         gradients=n * weight_bytes,

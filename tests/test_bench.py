@@ -150,6 +150,21 @@ def test_gpu_mfu_without_a_gpu_says_what_to_run(monkeypatch):
         bench.gpu_mfu()
 
 
+def test_gpu_mfu_line_names_the_data_sheet_peak_s_precision():
+    r = {
+        "preset": "palm-1b",
+        "device": "Tesla T4",
+        "tokens_per_s": 1e4,
+        "mfu_vs_datasheet_peak": 0.1,
+        "datasheet_peak_precision": "fp16",
+        "mfu_vs_measured_peak": 0.2,
+        "peak_memory_bytes": 2**30,
+    }
+    assert "data-sheet fp16 peak" in bench.format_gpu_mfu(r)
+    r.pop("datasheet_peak_precision")  # a file written before the field existed
+    assert "data-sheet 16-bit peak" in bench.format_gpu_mfu(r)
+
+
 def test_memory_facts_skip_falcon_with_the_reason_when_it_cannot_take_the_shape():
     odd = dataclasses.replace(QUICK, n_heads=3)  # Falcon's head size would be 64 / 3; palmbook's stays 32
     kv = bench.memory_facts(odd)["kv_bytes_per_token"]

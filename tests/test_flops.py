@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from palmbook import PaLM, PaLMConfig
-from palmbook.flops import flops_per_token, measure_matmul_peak, memory_estimate, mfu, peak_flops_for
+from palmbook import PaLM, PaLMConfig, lm_loss
+from palmbook.flops import (
+    PEAK_FLOPS,
+    PEAK_PRECISION,
+    flops_per_token,
+    measure_matmul_peak,
+    memory_estimate,
+    mfu,
+    peak_flops_for,
+)
 
 
 @pytest.mark.parametrize(("preset", "tflops"), [("palm-8b", 0.0550), ("palm-62b", 0.388), ("palm-540b", 3.28)])
@@ -42,6 +50,28 @@ def test_memory_estimate_counts_two_fp32_moments_and_grows_with_tokens():
     assert est.weights == 4 * n and est.gradients == 4 * n and est.optimizer == 8 * n
     assert est.total(256) - est.total(128) == 128 * est.activations_per_token
     assert memory_estimate(cfg, rematerialize=True).activations_per_token < est.activations_per_token
+
+
+def test_memory_estimate_counts_the_one_vocabulary_sized_tensor_lm_loss_saves():
+    cfg = PaLMConfig.preset("palm-tiny")
+    est, remat = memory_estimate(cfg), memory_estimate(cfg, rematerialize=True)
+    per_block = 2 * cfg.d_model + cfg.fused_dim + cfg.n_heads * cfg.head_dim + cfg.d_ff
+    assert est.activations_per_token == cfg.n_layers * per_block * 2 + cfg.vocab_size * 4
+    assert remat.activations_per_token == (cfg.n_layers * cfg.d_model + per_block) * 2 + cfg.vocab_size * 4
+    # what lm_loss really saves for backward: exactly one (N, V) float32 tensor, the log-softmax
+    n_tok = 6
+    logits = torch.randn(n_tok, cfg.vocab_size, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        lm_loss(logits, torch.randint(0, cfg.vocab_size, (n_tok,)))
+    big = [t for t in saved if t.numel() >= cfg.vocab_size]
+    assert [(t.shape, t.dtype) for t in big] == [((n_tok, cfg.vocab_size), torch.float32)]
+
+
+def test_peak_precision_is_fp16_only_where_there_is_no_bf16():
+    assert PEAK_PRECISION.keys() == PEAK_FLOPS.keys()
+    assert {k for k, v in PEAK_PRECISION.items() if v == "fp16"} == {"V100", "T4"}
+    assert set(PEAK_PRECISION.values()) == {"bf16", "fp16"}
 
 
 def test_matmul_peak_is_measured_in_flops_per_second():

@@ -11,7 +11,7 @@ every other round so that a slow drift of the machine hits all of them alike):
   activations, temporaries), from the profiler's memory timeline on CPU or ``max_memory_allocated`` on CUDA;
 - MFU with PaLM's Appendix B count (6 N + 12 L H Q T FLOPs per token, :func:`palmbook.flops.flops_per_token`)
   against the matmul peak measured in the same run (interleaved with the training rounds), and on a GPU also
-  against the data-sheet bf16 peak (:data:`palmbook.flops.PEAK_FLOPS`).
+  against the data-sheet 16-bit peak (:data:`palmbook.flops.PEAK_FLOPS`: bf16, fp16 for the V100 and T4).
 
 The peer is Hugging Face's ``FalconForCausalLM`` set as close to PaLM as Falcon allows: parallel attention and MLP,
 multi-query attention, rotary positions, no biases in dense layers, tied embeddings. Its MLP is GELU, so it gets a

@@ -4,7 +4,7 @@ memory_facts   KV-cache bytes per token (multi-query vs multi-head, measured; Pa
                activations training keeps, with and without checkpointing (``palmbook bench`` prints them too)
 bf16_curve     the same model trained in float32 and under bf16 autocast on the same batches: speed, loss gap
                (``palmbook bench --bf16-curve``)
-gpu_mfu        a ~1B PaLM on one CUDA GPU the fast way, its MFU against the data-sheet bf16 peak
+gpu_mfu        a ~1B PaLM on one CUDA GPU the fast way, its MFU against the data-sheet 16-bit peak
                (``palmbook bench --gpu-mfu``)
 """
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..config import PaLMConfig
-from ..flops import PEAK_FLOPS, flops_per_token, measure_matmul_peak, mfu, peak_flops_for
+from ..flops import PEAK_FLOPS, PEAK_PRECISION, flops_per_token, measure_matmul_peak, mfu, peak_flops_for
 from ..model import PaLM
 from ..runtime import autocast
 from .contestants import falcon_config, make_adamw
@@ -298,7 +298,8 @@ def gpu_mfu(
     gradient_checkpointing: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train a PaLM preset on one CUDA GPU the fast way and report its MFU against the data-sheet bf16 peak.
+    """Train a PaLM preset on one CUDA GPU the fast way and report its MFU against the data-sheet 16-bit peak
+    (:data:`~palmbook.flops.PEAK_FLOPS`: bf16, or fp16 on a V100 or T4, which have no bf16 tensor cores).
 
     bf16 autocast, flash attention (SDPA restricted to the fused kernels), ``torch.compile`` on the blocks, fused
     AdamW, TF32 for any float32 matmul left. MFU counts 6 N + 12 L H Q T FLOPs per token (Appendix B).
@@ -330,6 +331,7 @@ def gpu_mfu(
     tps = batch_size * seq_len / statistics.median(times)
     fpt = flops_per_token(cfg, seq_len=seq_len)
     table = peak_flops_for(name)
+    precision = next((PEAK_PRECISION[k] for k in PEAK_FLOPS if k.upper() in name.upper()), None) if table else None
     measured = measure_matmul_peak(8192, torch.bfloat16, device, repeats=10, warmup=3)
     return {
         "device": name,
@@ -341,6 +343,7 @@ def gpu_mfu(
         "step_seconds": times,
         "flops_per_token": fpt,
         "datasheet_peak_flops": table,
+        "datasheet_peak_precision": precision,
         "measured_bf16_matmul_peak_flops": measured.best,
         "mfu_vs_datasheet_peak": mfu(tps, fpt, table) if table else None,
         "mfu_vs_measured_peak": mfu(tps, fpt, measured.best),

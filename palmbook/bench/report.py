@@ -146,9 +146,10 @@ def format_bf16_curve(r: dict[str, Any]) -> str:
 def format_gpu_mfu(r: dict[str, Any]) -> str:
     """The results of :func:`~palmbook.bench.gpu_mfu` in one line."""
     table = f"{r['mfu_vs_datasheet_peak']:.1%}" if r["mfu_vs_datasheet_peak"] else "n/a (unknown device)"
+    precision = r.get("datasheet_peak_precision") or "16-bit"  # bf16, or fp16 on a V100 / T4
     return (
         f"{r['preset']} on {r['device']}: {r['tokens_per_s']:,.0f} tok/s, MFU {table} of the data-sheet "
-        f"bf16 peak, {r['mfu_vs_measured_peak']:.1%} of the measured bf16 matmul peak, peak memory "
+        f"{precision} peak, {r['mfu_vs_measured_peak']:.1%} of the measured bf16 matmul peak, peak memory "
         f"{r['peak_memory_bytes'] / 2**30:.1f} GiB"
     )
 
