@@ -29,18 +29,25 @@ def power_law(n: np.ndarray | Sequence[float] | float, E: float, A: float, alpha
 
 
 class PowerLawFit(NamedTuple):
-    """A fitted L(N) = E + A / N^alpha and its root-mean-square relative residual ``rel_rmse``."""
+    """A fitted L(N) = E + A / N^alpha and its root-mean-square relative residual ``rel_rmse``.
+
+    ``var`` is the size's letter in the printed formula: "N" for parameters, "C" for compute (FLOPs), "D" for tokens.
+    """
 
     E: float
     A: float
     alpha: float
     rel_rmse: float
+    var: str = "N"
 
     def __call__(self, n: np.ndarray | Sequence[float] | float) -> np.ndarray:
         return power_law(n, self.E, self.A, self.alpha)
 
     def __str__(self) -> str:
-        return f"L(N) = {self.E:.3f} + {self.A:.4g} / N^{self.alpha:.3f}  (rms relative residual {self.rel_rmse:.2%})"
+        v = self.var
+        return (
+            f"L({v}) = {self.E:.3f} + {self.A:.4g} / {v}^{self.alpha:.3f}  (rms relative residual {self.rel_rmse:.2%})"
+        )
 
 
 def _solve_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, irreducible: bool) -> tuple[float, float, float]:
@@ -65,6 +72,7 @@ def fit_power_law(
     *,
     irreducible: bool = True,
     alpha_range: tuple[float, float] = (1e-3, 3.0),
+    var: str = "N",
 ) -> PowerLawFit:
     """Fit L(N) = E + A / N^alpha to points (N, L); N may be parameters or compute (FLOPs).
 
@@ -73,6 +81,7 @@ def fit_power_law(
         loss: (k,) positive losses.
         irreducible: fit E (default); False fixes E = 0, Kaplan et al.'s pure power law.
         alpha_range: the exponents searched.
+        var: the size's letter when the fit is printed: "N" (parameters, the default), "C" for compute, ...
 
     Returns:
         A :class:`PowerLawFit` in the units of ``n`` (``fit(n)`` predicts the loss).
@@ -110,4 +119,4 @@ def fit_power_law(
     alpha = math.exp((a + b) / 2)
     E, A, err = _solve_linear(u ** (-alpha), L, w, irreducible)
     # back to the caller's units: A u^-alpha = A (N / scale)^-alpha = (A scale^alpha) N^-alpha
-    return PowerLawFit(E, A * scale**alpha, alpha, math.sqrt(err / N.size))
+    return PowerLawFit(E, A * scale**alpha, alpha, math.sqrt(err / N.size), var)

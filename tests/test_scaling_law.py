@@ -38,6 +38,13 @@ def test_without_the_irreducible_term_it_fits_a_pure_power_law():
     assert fit.E == 0 and fit.alpha == pytest.approx(0.1, rel=1e-3) and pytest.approx(12.0, rel=1e-3) == fit.A
 
 
+def test_the_printed_formula_names_the_size_it_was_fitted_against():
+    sizes = np.logspace(3, 7, 5)
+    assert str(fit_power_law(sizes, 12.0 * sizes**-0.1)).startswith("L(N) = ")
+    against_compute = str(fit_power_law(6 * sizes, 12.0 * sizes**-0.1, var="C"))
+    assert against_compute.startswith("L(C) = ") and "/ C^0.100" in against_compute
+
+
 def test_irreducible_term_is_never_negative():
     sizes = np.logspace(3, 7, 6)
     fit = fit_power_law(sizes, 12.0 * sizes**-0.1 - 0.3)  # an exact fit would need E = -0.3

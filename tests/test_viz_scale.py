@@ -64,7 +64,7 @@ def test_scaling_buttons_show_one_measure_and_its_fit():
     n = np.array([1e3, 1e4, 1e5, 1e6])
     loss = 1.5 + 20 * n**-0.3
     xs = {"parameters": n, "compute": 6 * n * 1e6}
-    fits = {k: fit_power_law(v, loss) for k, v in xs.items()}
+    fits = {k: fit_power_law(v, loss, var=var) for (k, v), var in zip(xs.items(), "NC", strict=True)}
     fig = scale.scaling_figure(xs, [loss, loss * 1.01], fits)
     assert [t.visible for t in fig.data] == [True, True, False, False]
     second = fig.layout.updatemenus[0].buttons[1]
@@ -72,7 +72,8 @@ def test_scaling_buttons_show_one_measure_and_its_fit():
     assert second.args[1]["xaxis.title.text"] == "compute"
     assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
     np.testing.assert_allclose(fig.data[1].y[0], loss[0], rtol=1e-3)  # the fit passes through the points
-    assert "N^0.300" in fig.data[1].name
+    assert "L(N) = " in fig.data[1].name and "N^0.300" in fig.data[1].name
+    assert "L(C) = " in fig.data[3].name and "C^0.300" in fig.data[3].name  # the compute fit's legend says C
 
 
 def test_emergence_buttons_switch_the_accuracy_axis_between_linear_and_log():

@@ -242,7 +242,9 @@ def scaling_figure(
     """Loss against each of several size measures on log-log axes, buttons to switch between them.
 
     xs: measure name (e.g. "parameters", "training compute (FLOPs)") -> (sizes,); loss: (seeds, sizes); fits: the
-    same names -> a fitted curve (``PowerLawFit`` is one), drawn over the measured range. labels: hover text per size.
+    same names -> a fitted curve (``PowerLawFit`` is one), drawn over the measured range and named in the legend by
+    its ``str`` (fit against compute with ``fit_power_law(..., var="C")`` so that it reads L(C)). labels: hover text
+    per size.
     """
     mean, lo, hi = band(loss)
     names = list(xs)
