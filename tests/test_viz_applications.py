@@ -35,15 +35,22 @@ def test_confusion_figure_refuses_reports_with_other_labels():
         confusion_figure({"a": a, "b": b})
 
 
-def test_task_results_figure_has_one_panel_per_task_and_colours_models_only():
+def test_task_results_figure_has_one_panel_per_task_and_colours_models_and_controls():
     fig = task_results_figure([
-        dict(task="t1", metric="acc", bars={"base": 0.5, "model": 0.7}, model={"model"}),
+        dict(task="t1", metric="acc", bars={"base": 0.5, "control": (0.55, 0.4, 0.7), "model": (0.7, 0.6, 0.8)},
+             model={"model"}, control={"control"}),
         dict(task="t2", metric="bits", bars={"base": 3.0, "model": 2.0}, model={"model"}, lower_is_better=True),
     ])  # fmt: skip
     assert len(fig.data) == 2
     assert list(fig.data[1].y) == [3.0, 2.0]
-    assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1]
+    assert len(set(fig.data[0].marker.color)) == 3  # baseline, control and model each have their colour
+    assert [round(v, 9) for v in fig.data[0].error_y.array] == [0.0, 0.15, 0.1]  # value to high
+    assert [round(v, 9) for v in fig.data[0].error_y.arrayminus] == [0.0, 0.15, 0.1]  # low to value
     assert "lower is better" in fig.layout.yaxis2.title.text and "higher" in fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="low <= high"):
+        task_results_figure([dict(task="t", metric="m", bars={"x": (0.5, 0.7, 0.6)})])
+    clipped = task_results_figure([dict(task="t", metric="m", bars={"x": (0.5, 0.6, 0.7)})])
+    assert list(clipped.data[0].error_y.arrayminus) == [0.0]
 
 
 def test_examples_table_switches_tasks_and_escapes_text():

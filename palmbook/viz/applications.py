@@ -3,7 +3,7 @@
 | figure                   | shows                                                                      |
 |--------------------------|----------------------------------------------------------------------------|
 | ``confusion_figure``     | confusion matrices (share of each true class), a menu over classifiers     |
-| ``task_results_figure``  | one panel per task: the model's bar next to its baselines'                 |
+| ``task_results_figure``  | one panel per task: model, control and baseline bars, with 95% intervals   |
 | ``examples_table_figure``| a table of examples per task, a menu to switch task                        |
 | ``interval_figure``      | a score against a count (labels, shots), one line per system, noise bands  |
 
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _PALETTE = (BLUE, "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+_CONTROL = "#ff7f0e"  # the random-weights control's bars
 
 
 def confusion_figure(reports: dict, title: str = "Confusion matrix") -> go.Figure:
@@ -80,26 +81,38 @@ def confusion_figure(reports: dict, title: str = "Confusion matrix") -> go.Figur
 
 
 def task_results_figure(results: Sequence[dict]) -> go.Figure:
-    """One panel per task, each with its own metric axis: bars for the baselines and for the model(s).
+    """One panel per task, each with its own metric axis: bars for the baselines, the controls and the model(s).
 
-    results: ``[{"task": str, "metric": str, "bars": {name: value}, "model": set of bar names that are models,
-    "lower_is_better": bool}, ...]``. Baselines are grey, models coloured; hover gives the exact value.
+    results: ``[{"task": str, "metric": str, "bars": {name: value or (value, low, high)}, "model": set of bar names
+    that are models, "control": set of bar names that are controls, "lower_is_better": bool}, ...]``. A bar given
+    as ``(value, low, high)`` gets an error bar from low to high (a 95% interval; clipped at the value, since a
+    percentile-bootstrap interval can, rarely, leave its value out). Baselines are grey, controls
+    orange, models blue; hover gives the exact value.
     """
     if not results:
         raise ValueError("need at least one task")
     fig = make_subplots(rows=1, cols=len(results), subplot_titles=[r["task"] for r in results], horizontal_spacing=0.07)
     for col, r in enumerate(results, 1):
         names = list(r["bars"])
-        models = set(r.get("model", ()))
+        bars = {n: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v) for n, v in r["bars"].items()}
+        if any(len(v) != 3 or not v[1] <= v[2] for v in bars.values()):
+            raise ValueError(f"{r['task']}: a bar is a value or (value, low, high) with low <= high")
+        models, controls = set(r.get("model", ())), set(r.get("control", ()))
         fig.add_trace(
             go.Bar(
                 x=names,
-                y=[r["bars"][n] for n in names],
+                y=[bars[n][0] for n in names],
                 showlegend=False,
-                marker_color=[BLUE if n in models else "#b0b0b0" for n in names],
-                text=[f"{r['bars'][n]:.3g}" for n in names],
-                textposition="outside",
-                cliponaxis=False,
+                marker_color=[BLUE if n in models else _CONTROL if n in controls else "#b0b0b0" for n in names],
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=[max(bars[n][2] - bars[n][0], 0.0) for n in names],  # a bootstrap interval can
+                    arrayminus=[max(bars[n][0] - bars[n][1], 0.0) for n in names],  # miss its value: clip
+                    color="#404040",
+                ),
+                text=[f"{bars[n][0]:.3g}" for n in names],
+                textposition="inside",
                 hovertemplate="%{x}: %{y:.4g} " + r["metric"] + "<extra>" + r["task"] + "</extra>",
             ),
             row=1,
@@ -109,7 +122,9 @@ def task_results_figure(results: Sequence[dict]) -> go.Figure:
         fig.update_yaxes(title_text=f"{r['metric']} ({arrow})", row=1, col=col, rangemode="tozero")
         fig.update_xaxes(tickangle=-45, row=1, col=col)
     fig.update_layout(
-        height=480, title="Each task: the model (blue) next to its baselines (grey)", margin=dict(t=90, b=150)
+        height=520,
+        title="Each task: the pretrained model (blue), its random-weights control (orange), baselines (grey)",
+        margin=dict(t=90, b=170),
     )
     return fig
 
