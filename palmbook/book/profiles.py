@@ -63,6 +63,8 @@ class Profile:
         max_new_tokens: length of generated continuations.
         corpus_chars: how many characters of the training corpus a chapter reads (``None``: all of it).
         seed: the seed :func:`palmbook.book.setup` gives ``torch``, ``numpy`` and ``random``.
+        timing_rounds: rounds of a chapter's interleaved timings (``palmbook.book.interleaved``: every timed call
+            once per round, the median kept); ``smoke`` times one round, only to check that the cell runs.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Profile:
     max_new_tokens: int
     corpus_chars: int | None
     seed: int = 0
+    timing_rounds: int = 5
 
     def config(self, **overrides) -> PaLMConfig:
         """The model configuration of this profile: ``PaLMConfig.preset(self.preset, **overrides)``."""
@@ -99,7 +102,7 @@ class Profile:
 PROFILES: dict[str, dict] = {
     "smoke": dict(
         preset="palm-tiny", seq_len=64, batch_size=8, train_steps=30, eval_batches=2,
-        n_samples=2, max_new_tokens=16, corpus_chars=300_000,
+        n_samples=2, max_new_tokens=16, corpus_chars=300_000, timing_rounds=1,
     ),
     "cpu": dict(
         preset="palm-mini", seq_len=128, batch_size=16, train_steps=400, eval_batches=20,
