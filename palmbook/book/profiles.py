@@ -15,7 +15,7 @@ fp32 master weights, fp16 activations, no rematerialisation) and :func:`palmbook
 =========  ==============  ===========  =================  =======================  ========================
 profile    model           tokens/step  training memory    FLOPs (3000 steps)       time on a T4 at 25% MFU
 =========  ==============  ===========  =================  =======================  ========================
-``gpu``    palm-small,     64 x 256     2.6 GB (17% of     1.0e8/token x 49M        about 5 min (13 min at
+``gpu``    palm-small,     64 x 256     2.0 GB (13% of     1.0e8/token x 49M        about 5 min (13 min at
            15.8M params                 15 GB)             tokens = 5.0e15          10% MFU)
 =========  ==============  ===========  =================  =======================  ========================
 

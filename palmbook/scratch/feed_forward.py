@@ -144,7 +144,8 @@ class _TwoProjectionBlock(nn.Module):
             d_ff=c.in_features,
             norm_eps=block.norm.eps,
         )
-        new = cls(config).to(block.in_proj.weight.dtype)
+        weight = block.in_proj.weight
+        new = cls(config).to(device=weight.device, dtype=weight.dtype)  # same device and dtype as the source block
         qkv = config.qkv_dim
         with torch.no_grad():
             new.norm1.weight.copy_(block.norm.weight)
