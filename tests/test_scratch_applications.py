@@ -191,3 +191,16 @@ def test_init_head_reproduces_a_scikit_learn_probe(model, n_classes):
     torch.testing.assert_close(probs, torch.tensor(pipe.predict_proba(pooled)).double(), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="the head needs"):
         clf.init_head(torch.zeros(5, 32), torch.zeros(5))
+
+
+def test_macro_f1_equals_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    from palmbook.scratch.applications import macro_f1
+
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 3, 6):
+        t, p = torch.randint(0, n, (50,), generator=g), torch.randint(0, n, (50,), generator=g)
+        p[:5] = 0  # some classes may never be predicted
+        want = f1_score(t.numpy(), p.numpy(), average="macro", labels=list(range(n)), zero_division=0)
+        assert macro_f1(t.tolist(), p.tolist(), n) == pytest.approx(want, abs=1e-12)

@@ -88,3 +88,24 @@ def test_task_explorer_answers_with_the_chosen_task_escaped():
     assert "&lt;HI&gt;" in box.children[-1].value
     box.children[0].value = "echo"
     assert "&lt;hi&gt;" in box.children[-1].value
+
+
+def test_examples_table_cuts_rows_and_long_cells():
+    fig = examples_table_figure({"t": {"x": ["abcdef", "b", "c"], "y": ["1", "2", "3"]}}, rows=2, max_chars=3)
+    assert list(fig.data[0].cells.values[0]) == ["abc...", "b"]
+    assert list(fig.data[0].cells.values[1]) == ["1", "2"]
+
+
+def test_summary_table_picks_the_best_of_each_column_with_its_interval():
+    from palmbook.viz.applications import summary_table
+
+    results = [
+        dict(task="t1", metric="acc", bars={"chance": 0.9, "base": (0.5, 0.4, 0.6), "ctrl": (0.55, 0.45, 0.65),
+             "m1": (0.7, 0.6, 0.8), "m2": (0.75, 0.7, 0.8)}, model={"m1", "m2"}, control={"ctrl"}, paper="p"),
+        dict(task="t2", metric="bits", bars={"a": (3.0, 2.9, 3.1), "b": (2.5, 2.4, 2.6), "m": (2.0, 1.9, 2.1)},
+             model={"m"}, lower_is_better=True, fmt=".2f", no_control="none"),
+    ]  # fmt: skip
+    df = summary_table(results).data
+    assert list(df.iloc[0]) == ["t1", "acc", "base 50.0% [40.0%, 60.0%]", "55.0% [45.0%, 65.0%]",
+                                "m2 75.0% [70.0%, 80.0%]", "p"]  # fmt: skip
+    assert list(df.iloc[1]) == ["t2", "bits", "b 2.50 [2.40, 2.60]", "none", "2.00 [1.90, 2.10]", "—"]

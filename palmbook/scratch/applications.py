@@ -7,6 +7,8 @@
     layer_states /         a PaLM's forward pass cut in two: the states after the first k blocks, and the rest
     top_states             (the remaining blocks and the final norm); joined they are ``model.hidden``
     mean_pool              one vector per sequence: the average of its hidden states over its real tokens
+    macro_f1               macro-F1 from the confusion matrix, fast enough to recompute on 1,000 bootstrap
+                           resamples (scikit-learn's ``f1_score(average="macro")`` gives the same number)
     PooledClassifier       a classification head on a PaLM: its top blocks (copied, trainable, dropout 0.1 as in
                            the paper's fine-tuning, §5), the final norm, mean pooling and a linear layer, which
                            can start from a fitted linear probe (LP-FT)
@@ -38,6 +40,7 @@ __all__ = [
     "continuation_logprob",
     "finetune_classifier",
     "layer_states",
+    "macro_f1",
     "mean_pool",
     "pad_batch",
     "target_collate",
@@ -161,6 +164,17 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, T
         ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
         mask[i, : len(s)] = True
     return ids, mask
+
+
+def macro_f1(true: Sequence[int], pred: Sequence[int], n_classes: int) -> float:
+    """The mean over classes of F1 = 2 TP / (the class's true count + its predicted count).
+
+    That is the harmonic mean of precision TP / predicted and recall TP / true, simplified; a class that is
+    neither true nor predicted anywhere scores 0, as in scikit-learn. true, pred: class numbers 0 .. n_classes - 1.
+    """
+    t, p = torch.as_tensor(true, dtype=torch.long), torch.as_tensor(pred, dtype=torch.long)
+    c = torch.bincount(t * n_classes + p, minlength=n_classes**2).view(n_classes, n_classes).double()
+    return (2 * c.diag() / (c.sum(0) + c.sum(1)).clamp(min=1)).mean().item()
 
 
 # ============================================================================================ classification head

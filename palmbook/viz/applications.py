@@ -7,7 +7,8 @@
 | ``examples_table_figure``| a table of examples per task, a menu to switch task                        |
 | ``interval_figure``      | a score against a count (labels, shots), one line per system, noise bands  |
 
-``results_table`` is the chapter's summary table (a pandas Styler without the index); ``task_explorer`` the live
+``results_table`` is a table of strings (a pandas Styler without the index); ``summary_table`` the chapter's summary
+table, built from the same list of tasks as ``task_results_figure``; ``task_explorer`` the live
 "try your own input" widget: a menu of tasks, a text box, the chosen task's answer below.
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "examples_table_figure",
     "interval_figure",
     "results_table",
+    "summary_table",
     "task_explorer",
     "task_results_figure",
 ]
@@ -129,11 +131,18 @@ def task_results_figure(results: Sequence[dict]) -> go.Figure:
     return fig
 
 
-def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: int = 520) -> go.Figure:
+def examples_table_figure(
+    tables: dict[str, dict[str, Sequence[str]]],
+    height: int = 520,
+    *,
+    rows: int | None = None,
+    max_chars: int | None = None,
+) -> go.Figure:
     """A table of examples per task with a dropdown to switch task (works without a kernel).
 
     tables: ``{task: {column name: [cell, ...]}}``; every column of a task has the same number of cells.
-    Newlines in cells are shown as line breaks.
+    Newlines in cells are shown as line breaks. rows: show only each column's first ``rows`` cells; max_chars: cut
+    each cell to its first ``max_chars`` characters ("..." marks a cut).
     """
     if not tables:
         raise ValueError("need at least one table")
@@ -145,7 +154,11 @@ def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: i
         fig.add_trace(
             go.Table(
                 header=dict(values=[f"<b>{c}</b>" for c in cols], align="left", fill_color="#e8eef7"),
-                cells=dict(values=[[_table_cell(v) for v in vals] for vals in cols.values()], align="left", height=24),
+                cells=dict(
+                    values=[[_table_cell(v, max_chars) for v in list(vals)[:rows]] for vals in cols.values()],
+                    align="left",
+                    height=24,
+                ),
                 visible=i == 0,
             )
         )
@@ -160,9 +173,12 @@ def examples_table_figure(tables: dict[str, dict[str, Sequence[str]]], height: i
     return fig
 
 
-def _table_cell(value: object) -> str:
-    """A cell's text for a plotly table: HTML-escaped, newlines as line breaks."""
-    return html.escape(str(value)).replace("\n", "<br>")
+def _table_cell(value: object, max_chars: int | None = None) -> str:
+    """A cell's text for a plotly table: cut to max_chars (if given), HTML-escaped, newlines as line breaks."""
+    text = str(value)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars] + "..."
+    return html.escape(text).replace("\n", "<br>")
 
 
 def interval_figure(
@@ -220,6 +236,39 @@ def results_table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> Any:
     if widths - {len(columns)}:
         raise ValueError(f"every row needs {len(columns)} cells; got rows of {sorted(widths)}")
     return pd.DataFrame(list(rows), columns=list(columns)).style.hide(axis="index")
+
+
+def summary_table(results: Sequence[dict], columns: Sequence[str] | None = None) -> Any:
+    """The chapter's summary: one row per task, from the same list of tasks as :func:`task_results_figure`.
+
+    Each task dict has, besides ``task``, ``metric``, ``bars``, ``model``, ``control`` and ``lower_is_better``:
+    ``fmt`` (the values' format, default ``".1%"``), ``baselines`` (the bar names that count as baselines; default
+    every bar that is neither a model, nor a control, nor "chance"), ``paper`` (the paper's nearest result, a
+    string) and ``no_control`` (the text of the control column when a task has none). Each column shows the best
+    of its bars (the lowest where ``lower_is_better``), as ``value [low, high]``, with the bar's name in front when
+    the column had more than one bar to choose from (always for the baselines).
+    """
+    columns = list(columns or ["task", "metric", "best baseline [95% interval]", "PaLM, random weights",
+                               "PaLM, pretrained", "PaLM 540B in the paper"])  # fmt: skip
+    rows = []
+    for r in results:
+        bars = {n: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v) for n, v in r["bars"].items()}
+        models, controls = set(r.get("model", ())), set(r.get("control", ()))
+        baselines = r.get("baselines") or [n for n in bars if n not in models | controls and n != "chance"]
+        sign = -1 if r.get("lower_is_better") else 1
+
+        def best(names: Sequence[str], name_it: bool, r=r, bars=bars, sign=sign) -> str:
+            names = [n for n in bars if n in set(names)]  # in the bars' order, so ties go to the first
+            if not names:
+                return r.get("no_control", "—")
+            n = max(names, key=lambda n: sign * bars[n][0])
+            f = r.get("fmt", ".1%")
+            text = f"{bars[n][0]:{f}} [{bars[n][1]:{f}}, {bars[n][2]:{f}}]"
+            return f"{n} {text}" if name_it or len(names) > 1 else text
+
+        rows.append((r["task"], r["metric"], best(baselines, True), best(list(controls), False),
+                     best(list(models), False), r.get("paper", "—")))  # fmt: skip
+    return results_table(rows, columns)
 
 
 def task_explorer(tasks: Mapping[str, Callable[[str], str]], text: str) -> Any:
