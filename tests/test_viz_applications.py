@@ -47,6 +47,8 @@ def test_task_results_figure_has_one_panel_per_task_and_colours_models_and_contr
     assert [round(v, 9) for v in fig.data[0].error_y.array] == [0.0, 0.15, 0.1]  # value to high
     assert [round(v, 9) for v in fig.data[0].error_y.arrayminus] == [0.0, 0.15, 0.1]  # low to value
     assert "lower is better" in fig.layout.yaxis2.title.text and "higher" in fig.layout.yaxis.title.text
+    said = task_results_figure([dict(task="t", metric="bits (lower is better)", bars={"x": 1.0}, lower_is_better=True)])
+    assert said.layout.yaxis.title.text == "bits (lower is better)"  # a metric that already says it is not repeated
     with pytest.raises(ValueError, match="low <= high"):
         task_results_figure([dict(task="t", metric="m", bars={"x": (0.5, 0.7, 0.6)})])
     clipped = task_results_figure([dict(task="t", metric="m", bars={"x": (0.5, 0.6, 0.7)})])

@@ -121,7 +121,8 @@ def task_results_figure(results: Sequence[dict]) -> go.Figure:
             col=col,
         )
         arrow = "lower is better" if r.get("lower_is_better") else "higher is better"
-        fig.update_yaxes(title_text=f"{r['metric']} ({arrow})", row=1, col=col, rangemode="tozero")
+        title = r["metric"] if arrow in r["metric"] else f"{r['metric']} ({arrow})"  # never say it twice
+        fig.update_yaxes(title_text=title, row=1, col=col, rangemode="tozero")
         fig.update_xaxes(tickangle=-45, row=1, col=col)
     fig.update_layout(
         height=520,
