@@ -296,19 +296,19 @@ def speaker_questions(
                 before = [p for p in rows[max(0, i - context_speeches) : i] if (p["act"], p["scene"]) == here]
                 if r["speaker"] not in cast or not before or not min_chars <= len(r["text"]) <= max_chars:
                     continue
-                for key, value in (
-                    ("play", play),
-                    ("genre", r["genre"]),
-                    ("act", r["act"]),
-                    ("scene", r["scene"]),
-                    ("context", "\n\n".join(render_speech(p["speaker"], p["text"]) for p in before)),
-                    ("text", r["text"]),
-                    ("speaker", r["speaker"]),
-                    ("previous_speakers", [p["speaker"] for p in reversed(before)]),
-                    ("candidates", cast),
-                    ("label", cast.index(r["speaker"])),
-                ):
-                    cols[key].append(value)
+                _add_row(
+                    cols,
+                    play=play,
+                    genre=r["genre"],
+                    act=r["act"],
+                    scene=r["scene"],
+                    context="\n\n".join(render_speech(p["speaker"], p["text"]) for p in before),
+                    text=r["text"],
+                    speaker=r["speaker"],
+                    previous_speakers=[p["speaker"] for p in reversed(before)],
+                    candidates=cast,
+                    label=cast.index(r["speaker"]),
+                )
         out[split] = cols
     return _dataset_dict(out, _QUESTION_FEATURES)
 
@@ -411,17 +411,17 @@ def sentiment_lines(
             pos, neg = lexicon_counts(r["text"])
             if pos == neg:
                 continue
-            for key, value in (
-                ("play", r["play"]),
-                ("genre", r["genre"]),
-                ("speaker", r["speaker"]),
-                ("text", mask_lexicon(r["text"], mask)),
-                ("original", r["text"]),
-                ("label", "positive" if pos > neg else "negative"),
-                ("n_positive", pos),
-                ("n_negative", neg),
-            ):
-                cols[key].append(value)
+            _add_row(
+                cols,
+                play=r["play"],
+                genre=r["genre"],
+                speaker=r["speaker"],
+                text=mask_lexicon(r["text"], mask),
+                original=r["text"],
+                label="positive" if pos > neg else "negative",
+                n_positive=pos,
+                n_negative=neg,
+            )
         out[split] = cols
     return _dataset_dict(out, _SENTIMENT_FEATURES)
 
@@ -488,16 +488,16 @@ def last_word_cloze(
                     if w.lower() != answer.lower() and w.lower() not in {o.lower() for o in others}:
                         others.append(w)
                 label = rng.randrange(n_candidates)
-                for key, value in (
-                    ("play", play),
-                    ("genre", rows[0]["genre"]),
-                    ("context", stream[max(0, start - context_chars) : start].rstrip(" ")),
-                    ("answer", answer),
-                    ("tail", tail),
-                    ("candidates", [*others[:label], answer, *others[label:]]),
-                    ("label", label),
-                ):
-                    cols[key].append(value)
+                _add_row(
+                    cols,
+                    play=play,
+                    genre=rows[0]["genre"],
+                    context=stream[max(0, start - context_chars) : start].rstrip(" "),
+                    answer=answer,
+                    tail=tail,
+                    candidates=[*others[:label], answer, *others[label:]],
+                    label=label,
+                )
         out[split] = cols
     return _dataset_dict(out, _CLOZE_FEATURES)
 
@@ -539,14 +539,14 @@ def line_order(
             order = lines[:]
             while order == lines:
                 rng.shuffle(order)
-            for key, value in (
-                ("play", r["play"]),
-                ("speaker", r["speaker"]),
-                ("prompt", f"{r['speaker']}:\n"),
-                ("real", "\n".join(lines) + "\n"),
-                ("shuffled", "\n".join(order) + "\n"),
-            ):
-                cols[key].append(value)
+            _add_row(
+                cols,
+                play=r["play"],
+                speaker=r["speaker"],
+                prompt=f"{r['speaker']}:\n",
+                real="\n".join(lines) + "\n",
+                shuffled="\n".join(order) + "\n",
+            )
         out[split] = cols
     return _dataset_dict(out, {k: "string" for k in ("play", "speaker", "prompt", "real", "shuffled")})
 
@@ -605,6 +605,12 @@ def turn_taking_prompts(
 
 
 # ---- helpers
+def _add_row(cols: dict[str, list], **row: object) -> None:
+    """Append one example to column lists ``cols`` (one list per feature name)."""
+    for key, value in row.items():
+        cols[key].append(value)
+
+
 def _dataset_dict(columns: dict[str, dict[str, list]], features: dict) -> datasets.DatasetDict:
     import datasets
 
