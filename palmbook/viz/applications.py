@@ -96,7 +96,7 @@ def task_results_figure(results: Sequence[dict]) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(results), subplot_titles=[r["task"] for r in results], horizontal_spacing=0.07)
     for col, r in enumerate(results, 1):
         names = list(r["bars"])
-        bars = {n: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v) for n, v in r["bars"].items()}
+        bars = _bars(r)
         if any(len(v) != 3 or not v[1] <= v[2] for v in bars.values()):
             raise ValueError(f"{r['task']}: a bar is a value or (value, low, high) with low <= high")
         models, controls = set(r.get("model", ())), set(r.get("control", ()))
@@ -239,6 +239,11 @@ def results_table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> Any:
     return pd.DataFrame(list(rows), columns=list(columns)).style.hide(axis="index")
 
 
+def _bars(result: dict) -> dict[str, tuple]:
+    """A task's bars as ``{name: (value, low, high)}``; a bare value v becomes (v, v, v)."""
+    return {n: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v) for n, v in result["bars"].items()}
+
+
 def summary_table(results: Sequence[dict], columns: Sequence[str] | None = None) -> Any:
     """The chapter's summary: one row per task, from the same list of tasks as :func:`task_results_figure`.
 
@@ -253,7 +258,7 @@ def summary_table(results: Sequence[dict], columns: Sequence[str] | None = None)
                                "PaLM, pretrained", "PaLM 540B in the paper"])  # fmt: skip
     rows = []
     for r in results:
-        bars = {n: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v) for n, v in r["bars"].items()}
+        bars = _bars(r)
         models, controls = set(r.get("model", ())), set(r.get("control", ()))
         baselines = r.get("baselines") or [n for n in bars if n not in models | controls and n != "chance"]
         sign = -1 if r.get("lower_is_better") else 1
